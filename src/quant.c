@@ -1,0 +1,411 @@
+/* quant.c — ggml weight formats: fp16/bf16 conversions, the scalar reference
+ * dequantizers (the definition of what every SIMD kernel must reproduce bit
+ * for bit), the type traits table, CPU detection and the per-ISA kernel
+ * tables, and the matmul row loop.
+ *
+ * Layouts and formulas follow ggml (ggml-common.h, ggml-quants.c); the block
+ * structs live in quant_isa.h so the SIMD files share them. This file is
+ * compiled for baseline x86-64 (no FMA), so no multiply-add is contracted. */
+#include "quant.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "quant_isa.h"
+#include "util.h"
+
+_Static_assert(sizeof(pl_block_q4_0) == 2 + PL_QK / 2, "Q4_0 block is 18 bytes");
+_Static_assert(sizeof(pl_block_q4_1) == 4 + PL_QK / 2, "Q4_1 block is 20 bytes");
+_Static_assert(sizeof(pl_block_q5_0) == 2 + 4 + PL_QK / 2, "Q5_0 block is 22 bytes");
+_Static_assert(sizeof(pl_block_q5_1) == 4 + 4 + PL_QK / 2, "Q5_1 block is 24 bytes");
+_Static_assert(sizeof(pl_block_q8_0) == 2 + PL_QK, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(pl_block_q4_k) == 144, "Q4_K block is 144 bytes");
+_Static_assert(sizeof(pl_block_q5_k) == 176, "Q5_K block is 176 bytes");
+_Static_assert(sizeof(pl_block_q6_k) == 210, "Q6_K block is 210 bytes");
+_Static_assert(sizeof(float) == 4 && sizeof(uint32_t) == 4, "IEEE binary32 float");
+
+/* ---- fp16 / bf16 --------------------------------------------------------- */
+
+static inline float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Exact widening; a NaN keeps its payload and gets the quiet bit set, which
+ * is what the F16C instruction (VCVTPH2PS) does, so SIMD matches scalar. */
+float pl_fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    if (exp == 0x1f) return f32_from_bits(sign | 0x7f800000u | (mant << 13) | (mant ? 0x00400000u : 0));
+    if (exp == 0) {
+        /* zero or subnormal: mant * 2^-24, exact in binary32 */
+        float v = (float)mant * 0x1p-24f;
+        return f32_from_bits(sign | f32_bits(v));
+    }
+    return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+/* Round-to-nearest-even narrowing; overflow gives inf, tiny values give
+ * (signed) subnormals or zero, NaN stays a quiet NaN with the top payload bits
+ * (same results as VCVTPS2PH with rounding mode 0). */
+uint16_t pl_f32_to_fp16(float f) {
+    uint32_t u = f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((a >> 13) & 0x3ff));
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* >= 65520 rounds to inf */
+    if (a < 0x38800000u) {                                   /* below 2^-14: half subnormal */
+        if (a < 0x33000000u) return sign;                    /* <= 2^-25 rounds to zero */
+        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
+        uint32_t s = 126 - e; /* 14..24: m * 2^(e-150) / 2^-24 = m >> s */
+        uint32_t r = m >> s, rem = m & ((1u << s) - 1), half = 1u << (s - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t h = ((a >> 13) - (112u << 10)), rem = a & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+/* Exact widening (bf16 is the top half of a binary32). */
+float pl_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+
+/* Round-to-nearest-even narrowing; NaN stays NaN (quiet bit forced). */
+uint16_t pl_f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+/* ---- scalar reference dequantizers ---------------------------------------
+ * Each turns n values (a multiple of the block size) at src into floats. The
+ * exact expression of each is the contract the SIMD versions reproduce. */
+
+/* F32: a copy (src may be unaligned). */
+static void to_float_f32(const void *restrict src, float *restrict dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+/* F16: exact widening of each half. */
+static void to_float_f16(const void *restrict src, float *restrict dst, int64_t n) {
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = pl_fp16_to_f32(pl_load_u16(p + 2 * i));
+}
+
+/* BF16: exact widening of each bfloat16. */
+static void to_float_bf16(const void *restrict src, float *restrict dst, int64_t n) {
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = pl_bf16_to_f32(pl_load_u16(p + 2 * i));
+}
+
+/* Q4_0: y = (float)(nibble - 8) * d. */
+static void to_float_q4_0(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q4_0 *x = src;
+    for (int64_t i = 0; i < n / PL_QK; i++, dst += PL_QK) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        for (int j = 0; j < PL_QK / 2; j++) {
+            const int x0 = (x[i].qs[j] & 0x0F) - 8;
+            const int x1 = (x[i].qs[j] >> 4) - 8;
+            dst[j] = (float)x0 * d;
+            dst[j + PL_QK / 2] = (float)x1 * d;
+        }
+    }
+}
+
+/* Q4_1: y = (float)nibble * d + m. */
+static void to_float_q4_1(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q4_1 *x = src;
+    for (int64_t i = 0; i < n / PL_QK; i++, dst += PL_QK) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        const float m = pl_fp16_to_f32(x[i].m);
+        for (int j = 0; j < PL_QK / 2; j++) {
+            const int x0 = x[i].qs[j] & 0x0F;
+            const int x1 = x[i].qs[j] >> 4;
+            dst[j] = (float)x0 * d + m;
+            dst[j + PL_QK / 2] = (float)x1 * d + m;
+        }
+    }
+}
+
+/* Q5_0: y = (float)((nibble | fifth_bit << 4) - 16) * d, fifth bit of
+ * element e = bit e of the little-endian u32 qh. */
+static void to_float_q5_0(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q5_0 *x = src;
+    for (int64_t i = 0; i < n / PL_QK; i++, dst += PL_QK) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        const uint32_t qh = pl_load_u32(x[i].qh);
+        for (int j = 0; j < PL_QK / 2; j++) {
+            const int h0 = (int)((qh >> j) & 1) << 4;
+            const int h1 = (int)((qh >> (j + 16)) & 1) << 4;
+            const int x0 = ((x[i].qs[j] & 0x0F) | h0) - 16;
+            const int x1 = ((x[i].qs[j] >> 4) | h1) - 16;
+            dst[j] = (float)x0 * d;
+            dst[j + PL_QK / 2] = (float)x1 * d;
+        }
+    }
+}
+
+/* Q5_1: y = (float)(nibble | fifth_bit << 4) * d + m. */
+static void to_float_q5_1(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q5_1 *x = src;
+    for (int64_t i = 0; i < n / PL_QK; i++, dst += PL_QK) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        const float m = pl_fp16_to_f32(x[i].m);
+        const uint32_t qh = pl_load_u32(x[i].qh);
+        for (int j = 0; j < PL_QK / 2; j++) {
+            const int h0 = (int)((qh >> j) & 1) << 4;
+            const int h1 = (int)((qh >> (j + 16)) & 1) << 4;
+            const int x0 = (x[i].qs[j] & 0x0F) | h0;
+            const int x1 = (x[i].qs[j] >> 4) | h1;
+            dst[j] = (float)x0 * d + m;
+            dst[j + PL_QK / 2] = (float)x1 * d + m;
+        }
+    }
+}
+
+/* Q8_0: y = (float)q * d. */
+static void to_float_q8_0(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q8_0 *x = src;
+    for (int64_t i = 0; i < n / PL_QK; i++, dst += PL_QK) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        for (int j = 0; j < PL_QK; j++) dst[j] = (float)x[i].qs[j] * d;
+    }
+}
+
+/* Q4_K: per 64 values k (0..3), scales/mins 2k and 2k+1:
+ * d1 = d * sc, m1 = dmin * m; y = d1 * (float)nibble - m1. */
+static void to_float_q4_k(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q4_k *x = src;
+    for (int64_t i = 0; i < n / PL_QK_K; i++) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        const float min = pl_fp16_to_f32(x[i].dmin);
+        const uint8_t *q = x[i].qs;
+        for (int j = 0; j < 4; j++, q += 32) {
+            uint8_t sc, m;
+            pl_k_scale_min(2 * j, x[i].scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = min * (float)m;
+            pl_k_scale_min(2 * j + 1, x[i].scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = min * (float)m;
+            for (int l = 0; l < 32; l++) *dst++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) *dst++ = d2 * (float)(q[l] >> 4) - m2;
+        }
+    }
+}
+
+/* Q5_K: as Q4_K with the fifth bit from qh: y = d1 * (float)(nibble + 16*bit) - m1. */
+static void to_float_q5_k(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q5_k *x = src;
+    for (int64_t i = 0; i < n / PL_QK_K; i++) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        const float min = pl_fp16_to_f32(x[i].dmin);
+        const uint8_t *ql = x[i].qs, *qh = x[i].qh;
+        for (int j = 0; j < 4; j++, ql += 32) {
+            uint8_t sc, m;
+            pl_k_scale_min(2 * j, x[i].scales, &sc, &m);
+            const float d1 = d * (float)sc, m1 = min * (float)m;
+            pl_k_scale_min(2 * j + 1, x[i].scales, &sc, &m);
+            const float d2 = d * (float)sc, m2 = min * (float)m;
+            const uint8_t u1 = (uint8_t)(1u << (2 * j)), u2 = (uint8_t)(2u << (2 * j));
+            for (int l = 0; l < 32; l++) *dst++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *dst++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+        }
+    }
+}
+
+/* Q6_K: per 128 values (ql 64 bytes, qh 32 bytes, scales 8), for l < 32:
+ * q1..q4 = (low nibble of ql[l] / ql[l+32], high nibble of ql[l] / ql[l+32])
+ * | (bits 0-1 / 2-3 / 4-5 / 6-7 of qh[l]) << 4, minus 32, at y[l], y[l+32],
+ * y[l+64], y[l+96] with scales sc[l/16 + 0/2/4/6]: y = (d * (float)sc) * (float)q. */
+static void to_float_q6_k(const void *restrict src, float *restrict dst, int64_t n) {
+    const pl_block_q6_k *x = src;
+    for (int64_t i = 0; i < n / PL_QK_K; i++) {
+        const float d = pl_fp16_to_f32(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int h = 0; h < 2; h++, dst += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                dst[l] = d * (float)sc[is] * (float)q1;
+                dst[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                dst[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                dst[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+        }
+    }
+}
+
+/* ---- traits -------------------------------------------------------------- */
+
+static const pl_type_traits k_traits[GGML_TYPE_COUNT] = {
+    [GGML_F32] = {"F32", 1, 4, to_float_f32},
+    [GGML_F16] = {"F16", 1, 2, to_float_f16},
+    [GGML_BF16] = {"BF16", 1, 2, to_float_bf16},
+    [GGML_Q4_0] = {"Q4_0", PL_QK, sizeof(pl_block_q4_0), to_float_q4_0},
+    [GGML_Q4_1] = {"Q4_1", PL_QK, sizeof(pl_block_q4_1), to_float_q4_1},
+    [GGML_Q5_0] = {"Q5_0", PL_QK, sizeof(pl_block_q5_0), to_float_q5_0},
+    [GGML_Q5_1] = {"Q5_1", PL_QK, sizeof(pl_block_q5_1), to_float_q5_1},
+    [GGML_Q8_0] = {"Q8_0", PL_QK, sizeof(pl_block_q8_0), to_float_q8_0},
+    [GGML_Q4_K] = {"Q4_K", PL_QK_K, sizeof(pl_block_q4_k), to_float_q4_k},
+    [GGML_Q5_K] = {"Q5_K", PL_QK_K, sizeof(pl_block_q5_k), to_float_q5_k},
+    [GGML_Q6_K] = {"Q6_K", PL_QK_K, sizeof(pl_block_q6_k), to_float_q6_k},
+};
+
+const pl_type_traits *pl_type_traits_get(uint32_t type) {
+    if (type >= GGML_TYPE_COUNT || !k_traits[type].name) return NULL;
+    return &k_traits[type];
+}
+
+size_t pl_row_size(uint32_t type, int64_t n) {
+    const pl_type_traits *t = pl_type_traits_get(type);
+    if (!t || n < 0 || n % t->blck_size) return 0;
+    size_t bytes;
+    if (!pl_mul_ok((size_t)(n / t->blck_size), t->type_size, &bytes)) return 0;
+    return bytes;
+}
+
+/* ---- dot products -------------------------------------------------------- */
+
+/* Scalar dot: a fixed 16-way split. Lane l accumulates a[i]*b[i] (multiply,
+ * then add: two roundings) for i = l, l+16, ... over the full 16-chunks; the
+ * tail element n16+l goes to lane l; lanes are then summed as a fixed tree
+ * (l += l+8, l += l+4, l += l+2, l += l+1). The order depends on n only. */
+static float dot_scalar(const float *restrict a, const float *restrict b, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] += a[i + l] * b[i + l];
+    for (int l = 0; i + l < n; l++) acc[l] += a[i + l] * b[i + l];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* ---- kernel tables and CPU detection -------------------------------------- */
+
+#define REF_TABLE                                                                                          \
+    [GGML_F32] = to_float_f32, [GGML_F16] = to_float_f16, [GGML_BF16] = to_float_bf16,                     \
+    [GGML_Q4_0] = to_float_q4_0, [GGML_Q4_1] = to_float_q4_1, [GGML_Q5_0] = to_float_q5_0,                 \
+    [GGML_Q5_1] = to_float_q5_1, [GGML_Q8_0] = to_float_q8_0, [GGML_Q4_K] = to_float_q4_k,                 \
+    [GGML_Q5_K] = to_float_q5_k, [GGML_Q6_K] = to_float_q6_k
+
+static const pl_kernels k_scalar = {
+    .isa = "scalar",
+    .dot = dot_scalar,
+    .to_float = {REF_TABLE},
+};
+
+/* SIMD tables: the designated initializers after REF_TABLE override it, so a
+ * type without a SIMD kernel (only F32 here) keeps its scalar reference. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
+static const pl_kernels k_avx2 = {
+    .isa = "avx2",
+    .dot = pl_dot_avx2,
+    .to_float = {REF_TABLE,
+                 [GGML_F16] = pl_to_float_f16_avx2,
+                 [GGML_BF16] = pl_to_float_bf16_avx2,
+                 [GGML_Q4_0] = pl_to_float_q4_0_avx2,
+                 [GGML_Q4_1] = pl_to_float_q4_1_avx2,
+                 [GGML_Q5_0] = pl_to_float_q5_0_avx2,
+                 [GGML_Q5_1] = pl_to_float_q5_1_avx2,
+                 [GGML_Q8_0] = pl_to_float_q8_0_avx2,
+                 [GGML_Q4_K] = pl_to_float_q4_k_avx2,
+                 [GGML_Q5_K] = pl_to_float_q5_k_avx2,
+                 [GGML_Q6_K] = pl_to_float_q6_k_avx2},
+};
+
+static const pl_kernels k_avx512 = {
+    .isa = "avx512",
+    .dot = pl_dot_avx512,
+    .to_float = {REF_TABLE,
+                 [GGML_F16] = pl_to_float_f16_avx512,
+                 [GGML_BF16] = pl_to_float_bf16_avx512,
+                 [GGML_Q4_0] = pl_to_float_q4_0_avx512,
+                 [GGML_Q4_1] = pl_to_float_q4_1_avx512,
+                 [GGML_Q5_0] = pl_to_float_q5_0_avx512,
+                 [GGML_Q5_1] = pl_to_float_q5_1_avx512,
+                 [GGML_Q8_0] = pl_to_float_q8_0_avx512,
+                 [GGML_Q4_K] = pl_to_float_q4_k_avx512,
+                 [GGML_Q5_K] = pl_to_float_q5_k_avx512,
+                 [GGML_Q6_K] = pl_to_float_q6_k_avx512},
+};
+#pragma GCC diagnostic pop
+
+/* True when the CPU (and OS, which libgcc checks via XGETBV) supports every
+ * extension quant_avx2.c is compiled with. */
+static bool cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+/* Same for quant_avx512.c (VNNI and BF16 are required because the file is
+ * compiled with them and the int8 paths will use them). */
+static bool cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+}
+
+const pl_kernels *pl_kernels_for(const char *isa) {
+    if (!isa) return NULL;
+    if (!strcmp(isa, "scalar")) return &k_scalar;
+    if (!strcmp(isa, "avx2")) return cpu_has_avx2() ? &k_avx2 : NULL;
+    if (!strcmp(isa, "avx512")) return cpu_has_avx512() ? &k_avx512 : NULL;
+    return NULL;
+}
+
+static const pl_kernels *g_best;
+static pthread_once_t g_best_once = PTHREAD_ONCE_INIT;
+
+/* Picks the best supported ISA at or below the PL_ISA cap (unset or unknown
+ * values: no cap). */
+static void pick_best(void) {
+    const char *cap = getenv("PL_ISA");
+    int level = 2; /* 0 scalar, 1 avx2, 2 avx512 */
+    if (cap && !strcmp(cap, "scalar")) level = 0;
+    else if (cap && !strcmp(cap, "avx2")) level = 1;
+    if (level >= 2 && cpu_has_avx512()) g_best = &k_avx512;
+    else if (level >= 1 && cpu_has_avx2()) g_best = &k_avx2;
+    else g_best = &k_scalar;
+}
+
+const pl_kernels *pl_kernels_get(void) {
+    pthread_once(&g_best_once, pick_best);
+    return g_best;
+}
+
+/* ---- matmul -------------------------------------------------------------- */
+
+void pl_matmul_rows(const pl_kernels *k, const void *W, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
+                    const float *x, int64_t x_stride, int64_t n_tok, float *y, int64_t y_stride, float *scratch) {
+    const size_t rs = pl_row_size(type, n_in);
+    pl_to_float_fn to_float = type < GGML_TYPE_COUNT ? k->to_float[type] : NULL;
+    if (!to_float || (rs == 0 && n_in > 0)) {
+        /* unsupported type or bad row length: a caller bug; make it visible */
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = __builtin_nanf("");
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)W + (size_t)r * rs;
+        const float *w = scratch;
+        if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w = (const float *)(const void *)row;
+        else to_float(row, scratch, n_in);
+        for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = k->dot(w, x + t * x_stride, n_in);
+    }
+}
