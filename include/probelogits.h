@@ -69,8 +69,12 @@ int pl_tokenize(const pl_model *model, const char *text, size_t len, int flags, 
  * (control) tokens render as their text. */
 int pl_token_to_piece(const pl_model *model, int32_t id, char *buf, size_t cap);
 
-/* Id of the vocabulary entry whose stored text is exactly text[0..len)
- * (O(1) hash lookup), or -1 when there is none. */
+/* Id of the single vocabulary entry that spells exactly text[0..len) as it
+ * appears in a prompt (O(1) hash lookup), or -1 when no single entry does:
+ * first a special (control / user-defined / unknown) token with that exact
+ * text ("<|im_start|>"), else the text in the vocabulary's stored form
+ * (byte-level BPE: " Yes" is stored as "ĠYes"; SentencePiece: ' ' is '▁'),
+ * else for SentencePiece a single byte's <0xNN> token. */
 int32_t pl_text_to_id(const pl_model *model, const char *text, size_t len);
 
 /* ---- sessions: KV cache, forward pass ---------------------------------- */

@@ -9,6 +9,10 @@
 #include "quant.h"
 
 #include <pthread.h>
+#include <stdbool.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,27 +349,47 @@ static const pl_kernels k_avx512 = {
 };
 #pragma GCC diagnostic pop
 
-/* True when the CPU (and OS, which libgcc checks via XGETBV) supports every
- * extension quant_avx2.c is compiled with. */
-static bool cpu_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
+/* CPU features the SIMD files are compiled for, read with CPUID; the OS
+ * must also save the vector state (XCR0 via XGETBV). Cheap enough to
+ * query on each (rare) call: pl_kernels_get caches its choice. */
+typedef struct cpu_features {
+    bool avx2;   /* AVX2 + FMA + F16C, OS saves YMM */
+    bool avx512; /* the above + AVX-512 F/BW/VL/DQ/VNNI/BF16, OS saves ZMM */
+} cpu_features;
 
-/* Same for quant_avx512.c (VNNI and BF16 are required because the file is
- * compiled with them and the int8 paths will use them). */
-static bool cpu_has_avx512(void) {
-    __builtin_cpu_init();
-    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+/* Queries CPUID and XCR0. */
+static cpu_features detect_cpu(void) {
+    cpu_features f = {false, false};
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool fma = c >> 12 & 1, osxsave = c >> 27 & 1, avx = c >> 28 & 1, f16c = c >> 29 & 1;
+    if (!osxsave || !avx) return f;
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    const bool os_ymm = (xlo & 0x6) == 0x6, os_zmm = (xlo & 0xe6) == 0xe6;
+    if (__get_cpuid_max(0, NULL) < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    const bool avx2 = b >> 5 & 1, f512 = b >> 16 & 1, dq = b >> 17 & 1, bw = b >> 30 & 1, vl = b >> 31 & 1;
+    const bool vnni = c >> 11 & 1;
+    const unsigned max_sub = a;
+    bool bf16 = false;
+    if (max_sub >= 1) {
+        __cpuid_count(7, 1, a, b, c, d);
+        bf16 = a >> 5 & 1;
+    }
+    f.avx2 = os_ymm && avx2 && fma && f16c;
+    f.avx512 = f.avx2 && os_zmm && f512 && dq && bw && vl && vnni && bf16;
+#endif
+    return f;
 }
 
 const pl_kernels *pl_kernels_for(const char *isa) {
     if (!isa) return NULL;
     if (!strcmp(isa, "scalar")) return &k_scalar;
-    if (!strcmp(isa, "avx2")) return cpu_has_avx2() ? &k_avx2 : NULL;
-    if (!strcmp(isa, "avx512")) return cpu_has_avx512() ? &k_avx512 : NULL;
+    if (!strcmp(isa, "avx2")) return detect_cpu().avx2 ? &k_avx2 : NULL;
+    if (!strcmp(isa, "avx512")) return detect_cpu().avx512 ? &k_avx512 : NULL;
     return NULL;
 }
 
@@ -379,8 +403,8 @@ static void pick_best(void) {
     int level = 2; /* 0 scalar, 1 avx2, 2 avx512 */
     if (cap && !strcmp(cap, "scalar")) level = 0;
     else if (cap && !strcmp(cap, "avx2")) level = 1;
-    if (level >= 2 && cpu_has_avx512()) g_best = &k_avx512;
-    else if (level >= 1 && cpu_has_avx2()) g_best = &k_avx2;
+    if (level >= 2 && detect_cpu().avx512) g_best = &k_avx512;
+    else if (level >= 1 && detect_cpu().avx2) g_best = &k_avx2;
     else g_best = &k_scalar;
 }
 

@@ -34,7 +34,17 @@ int vocab_tokenize(const pl_vocab *vocab, const char *text, size_t len, int flag
  * length (may exceed cap; only cap bytes written) or PL_ERR_ARG. */
 int vocab_token_to_piece(const pl_vocab *vocab, int32_t id, char *buf, size_t cap);
 
-/* Exact vocabulary entry lookup on the stored token text; -1 if none. */
+/* Id of the vocabulary entry that the plain text bytes text[0..len) stand
+ * for (O(1) hash lookup), or -1 if none. Takes text as it appears in a
+ * prompt (" Yes"), not the stored form ("ĠYes"):
+ *   1. a control / user-defined / unknown token whose stored text is
+ *      exactly text (these render verbatim: "<|im_start|>", "<s>");
+ *   2. else the entry whose stored text is text in the vocabulary's
+ *      encoding: byte-level BPE maps every byte to its GPT-2 code point
+ *      (" Yes" -> "ĠYes"); SentencePiece turns ' ' into "▁" (" Yes" ->
+ *      "▁Yes"; a literal "▁" is kept);
+ *   3. else, SentencePiece only, a single byte's <0xNN> byte token.
+ * So text_to_id(piece(id)) == id for every token whose piece is unique. */
 int32_t vocab_text_to_id(const pl_vocab *vocab, const char *text, size_t len);
 
 int32_t vocab_n_tokens(const pl_vocab *vocab);

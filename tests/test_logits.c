@@ -4,6 +4,7 @@
  * splitting a prompt into a cached prefix and a suffix. */
 #include <json-c/json.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,9 @@ static const struct {
     {"tiny-qwen2-f16", 5e-3},            {"tiny-qwen2-q8_0", 5e-2},         {"tiny-llama-bpe-f16", 5e-3},
 };
 /* Our activations and KV cache are float32 with double-precision norms and
- * softmax sums: the fixtures README bounds such an engine at 1e-3 from the
- * exact forward for every weight type. */
-#define EXACT_TOL 1e-3
+ * softmax sums. The fixtures README bounds such an engine at 1e-3 from the
+ * exact forward; we measure < 1e-6 and hold the line at 1e-5. */
+#define EXACT_TOL 1e-5
 
 static float *read_f32(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");

@@ -1,0 +1,603 @@
+/* test_kernels.c — weight-format kernels and the thread pool:
+ *   1. SIMD dequantizers equal the scalar reference bit for bit (random
+ *      blocks, every supported type, every ISA this CPU has, odd alignments);
+ *   2. dot products within DOT_REL_TOL of a double-precision sum, exact on
+ *      exactly representable inputs;
+ *   3. hand-built blocks with known values (pins every block layout);
+ *   4. fp16 / bf16 conversions: rounding, inf, NaN, subnormals;
+ *   5. pl_matmul_rows against a double-precision reference;
+ *   6. determinism: a row's result does not depend on n_tok, row range or
+ *      thread count;
+ *   7. the thread pool: every share runs once per run, many runs, sizes 1..4,
+ *      with idle gaps long enough for workers to sleep. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "quant.h"
+#include "quant_isa.h"
+#include "testlib.h"
+#include "threadpool.h"
+
+/* |dot - exact| <= DOT_REL_TOL * sum |a_i * b_i| (float accumulation of up
+ * to a few thousand terms split over 16+ lanes). */
+#define DOT_REL_TOL 1e-5
+/* Same bound for a matmul output against its double reference. */
+#define MATMUL_REL_TOL 1e-5
+
+static const uint32_t k_types[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
+                                   GGML_Q5_1, GGML_Q8_0, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
+#define N_TYPES (sizeof k_types / sizeof k_types[0])
+static const char *const k_isas[] = {"scalar", "avx2", "avx512"};
+
+/* xorshift64* — deterministic test randomness. */
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) {
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    return g_rng * 0x2545f4914f6cdd1dull;
+}
+/* Uniform float in [lo, hi). */
+static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) * 0x1p-24); }
+
+static uint32_t fbits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float bitsf(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+
+/* Offsets of the fp16 scale fields in a block of type t (-1 terminated). */
+static void scale_offsets(uint32_t t, int off[3]) {
+    off[0] = off[1] = off[2] = -1;
+    switch (t) {
+    case GGML_Q4_0: off[0] = offsetof(pl_block_q4_0, d); break;
+    case GGML_Q5_0: off[0] = offsetof(pl_block_q5_0, d); break;
+    case GGML_Q8_0: off[0] = offsetof(pl_block_q8_0, d); break;
+    case GGML_Q6_K: off[0] = offsetof(pl_block_q6_k, d); break;
+    case GGML_Q4_1: off[0] = offsetof(pl_block_q4_1, d), off[1] = offsetof(pl_block_q4_1, m); break;
+    case GGML_Q5_1: off[0] = offsetof(pl_block_q5_1, d), off[1] = offsetof(pl_block_q5_1, m); break;
+    case GGML_Q4_K: off[0] = offsetof(pl_block_q4_k, d), off[1] = offsetof(pl_block_q4_k, dmin); break;
+    case GGML_Q5_K: off[0] = offsetof(pl_block_q5_k, d), off[1] = offsetof(pl_block_q5_k, dmin); break;
+    default: break;
+    }
+}
+
+/* Fills n values of type t at dst with random data: random bytes with the
+ * fp16 scales replaced by small random finite halves; F32 gets random
+ * floats; F16/BF16 get random bit patterns (NaN and inf included) when
+ * any_bits, else small values. */
+static void fill_random(uint32_t t, uint8_t *dst, int64_t n, bool any_bits) {
+    const pl_type_traits *tr = pl_type_traits_get(t);
+    size_t bytes = pl_row_size(t, n);
+    for (size_t i = 0; i < bytes; i++) dst[i] = (uint8_t)rnd();
+    if (t == GGML_F32) {
+        for (int64_t i = 0; i < n; i++) {
+            float f = rndf(-2, 2);
+            memcpy(dst + 4 * i, &f, 4);
+        }
+        return;
+    }
+    if (t == GGML_F16 || t == GGML_BF16) {
+        if (!any_bits)
+            for (int64_t i = 0; i < n; i++)
+                put16(dst + 2 * i, t == GGML_F16 ? pl_f32_to_fp16(rndf(-2, 2)) : pl_f32_to_bf16(rndf(-2, 2)));
+        return;
+    }
+    int off[3];
+    scale_offsets(t, off);
+    for (int64_t b = 0; b < n / tr->blck_size; b++)
+        for (int k = 0; off[k] >= 0; k++) put16(dst + b * tr->type_size + off[k], pl_f32_to_fp16(rndf(-0.1f, 0.1f)));
+}
+
+/* ---- 1. SIMD == scalar reference ---------------------------------------- */
+
+static void test_dequant_matches_reference(void) {
+    enum { MAXN = 4096 + 256 };
+    uint8_t *src = malloc(pl_row_size(GGML_F32, MAXN) + 64);
+    float *ref = malloc((MAXN + 16) * sizeof(float));
+    float *got = malloc((MAXN + 16) * sizeof(float));
+    for (size_t ii = 0; ii < sizeof k_isas / sizeof k_isas[0]; ii++) {
+        const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+        if (!k) {
+            printf("note: ISA %s not available on this CPU, skipped\n", k_isas[ii]);
+            continue;
+        }
+        CHECK(!strcmp(k->isa, k_isas[ii]), "isa name %s", k->isa);
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            const uint32_t t = k_types[ti];
+            const pl_type_traits *tr = pl_type_traits_get(t);
+            CHECK(k->to_float[t] != NULL, "%s has no %s kernel", k->isa, tr->name);
+            if (!k->to_float[t]) continue;
+            int mismatches = 0;
+            for (int trial = 0; trial < 40; trial++) {
+                /* block counts 1..; for block size 1 any length, tails included */
+                int64_t nblk = trial < 20 ? trial + 1 : (int64_t)(rnd() % (MAXN / tr->blck_size)) + 1;
+                int64_t n = nblk * tr->blck_size;
+                if (n > MAXN) n = MAXN / tr->blck_size * tr->blck_size;
+                size_t so = (size_t)(trial % 3), doff = (size_t)(trial % 5); /* odd alignments */
+                fill_random(t, src + so, n, trial % 2 == 0);
+                for (int64_t i = 0; i < n + 8; i++) ref[i] = got[doff + i] = -12345.0f;
+                tr->to_float_ref(src + so, ref, n);
+                k->to_float[t](src + so, got + doff, n);
+                if (memcmp(ref, got + doff, (size_t)n * sizeof(float)) != 0) mismatches++;
+                if (got[doff + n] != -12345.0f) mismatches++; /* wrote past the end */
+            }
+            CHECK(mismatches == 0, "%s %s: %d trials differ from the reference", k->isa, tr->name, mismatches);
+        }
+    }
+    /* every 16-bit pattern through F16 / BF16, against hardware paths too */
+    uint16_t *all = malloc(65536 * 2);
+    for (uint32_t i = 0; i < 65536; i++) all[i] = (uint16_t)i;
+    const pl_type_traits *f16 = pl_type_traits_get(GGML_F16), *bf16 = pl_type_traits_get(GGML_BF16);
+    float *r2 = malloc(65536 * sizeof(float)), *g2 = malloc(65536 * sizeof(float));
+    for (size_t ii = 1; ii < 3; ii++) {
+        const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+        if (!k) continue;
+        f16->to_float_ref(all, r2, 65536);
+        k->to_float[GGML_F16](all, g2, 65536);
+        CHECK(!memcmp(r2, g2, 65536 * sizeof(float)), "%s F16 exhaustive differs", k->isa);
+        bf16->to_float_ref(all, r2, 65536);
+        k->to_float[GGML_BF16](all, g2, 65536);
+        CHECK(!memcmp(r2, g2, 65536 * sizeof(float)), "%s BF16 exhaustive differs", k->isa);
+    }
+    free(r2);
+    free(g2);
+    free(all);
+    free(src);
+    free(ref);
+    free(got);
+}
+
+/* ---- 2. dot products ---------------------------------------------------- */
+
+static void test_dot(void) {
+    enum { MAXN = 5000 };
+    float *a = malloc((MAXN + 1) * sizeof(float)), *b = malloc((MAXN + 1) * sizeof(float));
+    static const int64_t lens[] = {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 255, 256, 4095, 4096, 4097, 5000};
+    for (size_t ii = 0; ii < 3; ii++) {
+        const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+        if (!k) continue;
+        int bad = 0, inexact = 0;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li];
+            for (int al = 0; al < 2; al++) { /* aligned and 4-byte-offset inputs */
+                float *pa = a + al, *pb = b + al;
+                double exact = 0, mag = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    pa[i] = rndf(-1, 1);
+                    pb[i] = rndf(-1, 1);
+                    exact += (double)pa[i] * pb[i];
+                    mag += fabs((double)pa[i] * pb[i]);
+                }
+                float d = k->dot(pa, pb, n);
+                if (!(fabs(d - exact) <= DOT_REL_TOL * mag)) {
+                    bad++;
+                    fprintf(stderr, "%s dot n=%lld: %.9g vs %.9g\n", k->isa, (long long)n, d, exact);
+                }
+                /* small integers: every partial sum is exact, so the result is */
+                long long isum = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    int x = (int)(rnd() % 15) - 7, y = (int)(rnd() % 15) - 7;
+                    pa[i] = (float)x;
+                    pb[i] = (float)y;
+                    isum += x * y;
+                }
+                if (k->dot(pa, pb, n) != (float)isum) inexact++;
+            }
+        }
+        CHECK(bad == 0, "%s: %d dot products outside DOT_REL_TOL", k->isa, bad);
+        CHECK(inexact == 0, "%s: %d integer dot products not exact", k->isa, inexact);
+        /* NaN and inf propagate */
+        for (int i = 0; i < 40; i++) a[i] = b[i] = 1.0f;
+        a[37] = NAN;
+        CHECK(isnan(k->dot(a, b, 40)), "%s: NaN lost in tail", k->isa);
+        a[37] = INFINITY;
+        CHECK(isinf(k->dot(a, b, 40)), "%s: inf lost", k->isa);
+    }
+    free(a);
+    free(b);
+}
+
+/* ---- 3. hand-built blocks ----------------------------------------------- */
+
+/* Dequantizes one hand-built block with every ISA and compares with want. */
+static void check_block(uint32_t t, const void *blk, const float *want, int n) {
+    float got[256];
+    for (size_t ii = 0; ii < 3; ii++) {
+        const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+        if (!k) continue;
+        k->to_float[t](blk, got, n);
+        int bad = 0;
+        for (int i = 0; i < n; i++)
+            if (got[i] != want[i]) {
+                if (bad++ < 4) fprintf(stderr, "  %s %s [%d] = %g, want %g\n", k->isa, pl_type_traits_get(t)->name, i, got[i], want[i]);
+            }
+        CHECK(bad == 0, "%s %s: %d values differ from the hand-computed block", k->isa, pl_type_traits_get(t)->name, bad);
+    }
+}
+
+static void test_known_blocks(void) {
+    float want[256];
+    { /* Q4_0: d = 0.5; element j = low nibble j, element j+16 = high nibble 15-j */
+        pl_block_q4_0 b;
+        b.d = 0x3800;
+        for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (15 - j) << 4);
+        for (int j = 0; j < 16; j++) want[j] = (float)(j - 8) * 0.5f, want[j + 16] = (float)(7 - j) * 0.5f;
+        check_block(GGML_Q4_0, &b, want, 32);
+    }
+    { /* Q4_1: d = 0.5, m = -1 */
+        pl_block_q4_1 b;
+        b.d = 0x3800, b.m = 0xbc00;
+        for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (15 - j) << 4);
+        for (int j = 0; j < 16; j++) want[j] = (float)j * 0.5f - 1, want[j + 16] = (float)(15 - j) * 0.5f - 1;
+        check_block(GGML_Q4_1, &b, want, 32);
+    }
+    { /* Q5_0: d = 1; qh bytes 01 00 01 80: fifth bit on elements 0, 16 and 31 */
+        pl_block_q5_0 b;
+        b.d = 0x3c00;
+        const uint8_t qh[4] = {0x01, 0x00, 0x01, 0x80};
+        memcpy(b.qh, qh, 4);
+        for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (15 - j) << 4);
+        for (int j = 0; j < 16; j++) want[j] = (float)(j - 16), want[j + 16] = (float)(15 - j - 16);
+        want[0] = 0, want[16] = 15, want[31] = 0;
+        check_block(GGML_Q5_0, &b, want, 32);
+    }
+    { /* Q5_1: d = 1, m = 0.5, fifth bit on elements 1 and 17 (qh bytes 02 00 02 00) */
+        pl_block_q5_1 b;
+        b.d = 0x3c00, b.m = 0x3800;
+        const uint8_t qh[4] = {0x02, 0x00, 0x02, 0x00};
+        memcpy(b.qh, qh, 4);
+        for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | (15 - j) << 4);
+        for (int j = 0; j < 16; j++) want[j] = (float)j + 0.5f, want[j + 16] = (float)(15 - j) + 0.5f;
+        want[1] = 17.5f, want[17] = 30.5f;
+        check_block(GGML_Q5_1, &b, want, 32);
+    }
+    { /* Q8_0: d = 0.25, q_j = j - 16 */
+        pl_block_q8_0 b;
+        b.d = 0x3400;
+        for (int j = 0; j < 32; j++) b.qs[j] = (int8_t)(j - 16);
+        for (int j = 0; j < 32; j++) want[j] = (float)(j - 16) * 0.25f;
+        check_block(GGML_Q8_0, &b, want, 32);
+    }
+    /* K-quant 6-bit scales/mins, unpacked by hand:
+     *   j<4: sc = byte j & 63, m = byte j+4 & 63;
+     *   j>=4: sc = (byte j+4 & 15) | (byte j-4 >> 6) << 4, m = (byte j+4 >> 4) | (byte j >> 6) << 4 */
+    static const uint8_t ks[12] = {0x41, 0x02, 0x03, 0xC4, 0x05, 0x46, 0x07, 0x08, 0x21, 0x43, 0x65, 0x87};
+    static const float ksc[8] = {1, 2, 3, 4, 17, 3, 5, 55}, kmn[8] = {5, 6, 7, 8, 2, 20, 6, 8};
+    { /* Q4_K: d = 1, dmin = 0.5; chunk j: qs[32j+l] = (l & 15) | ((l + j) & 15) << 4 */
+        pl_block_q4_k b;
+        b.d = 0x3c00, b.dmin = 0x3800;
+        memcpy(b.scales, ks, 12);
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++) b.qs[32 * j + l] = (uint8_t)((l & 15) | ((l + j) & 15) << 4);
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++) {
+                want[64 * j + l] = ksc[2 * j] * (float)(l & 15) - 0.5f * kmn[2 * j];
+                want[64 * j + 32 + l] = ksc[2 * j + 1] * (float)((l + j) & 15) - 0.5f * kmn[2 * j + 1];
+            }
+        check_block(GGML_Q4_K, &b, want, 256);
+    }
+    { /* Q5_K: as Q4_K plus qh[l] = 1 << (l % 8): value 64j+l gets +16 when
+       * l % 8 == 2j, value 64j+32+l when l % 8 == 2j+1 */
+        pl_block_q5_k b;
+        b.d = 0x3c00, b.dmin = 0x3800;
+        memcpy(b.scales, ks, 12);
+        for (int l = 0; l < 32; l++) b.qh[l] = (uint8_t)(1u << (l % 8));
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++) b.qs[32 * j + l] = (uint8_t)((l & 15) | ((l + j) & 15) << 4);
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++) {
+                int q0 = (l & 15) + (l % 8 == 2 * j ? 16 : 0), q1 = ((l + j) & 15) + (l % 8 == 2 * j + 1 ? 16 : 0);
+                want[64 * j + l] = ksc[2 * j] * (float)q0 - 0.5f * kmn[2 * j];
+                want[64 * j + 32 + l] = ksc[2 * j + 1] * (float)q1 - 0.5f * kmn[2 * j + 1];
+            }
+        check_block(GGML_Q5_K, &b, want, 256);
+    }
+    { /* Q6_K: d = 2, scale i = i - 8 (value e uses scale e / 16); all quants 0
+       * (-> -32) except: ql[0] = 0x21 (e0 low 1, e64 high 2), ql[37] = 0x43
+       * (e37 low 3, e101 high 4), qh[5] = 0xE4 (e5 +0, e37 +16, e69 +32,
+       * e101 +48), ql[64] = 0x0F and qh[32] = 0x03 (e128 = 15 + 48). */
+        pl_block_q6_k b;
+        memset(&b, 0, sizeof b);
+        b.d = 0x4000;
+        for (int i = 0; i < 16; i++) b.scales[i] = (int8_t)(i - 8);
+        b.ql[0] = 0x21, b.ql[37] = 0x43, b.qh[5] = 0xE4, b.ql[64] = 0x0F, b.qh[32] = 0x03;
+        int q[256];
+        for (int e = 0; e < 256; e++) q[e] = 0;
+        q[0] = 1, q[64] = 2, q[37] = 19, q[101] = 52, q[69] = 32, q[128] = 63;
+        for (int e = 0; e < 256; e++) want[e] = 2.0f * (float)(e / 16 - 8) * (float)(q[e] - 32);
+        check_block(GGML_Q6_K, &b, want, 256);
+    }
+    { /* F16 / BF16 / F32 rows */
+        const uint16_t h[4] = {0x3c00, 0xc000, 0x7bff, 0x0001};
+        const float wh[4] = {1, -2, 65504, 0x1p-24f};
+        check_block(GGML_F16, h, wh, 4);
+        const uint16_t bh[3] = {0x3f80, 0xc040, 0x0001};
+        const float wb[3] = {1, -3, bitsf(0x00010000)};
+        check_block(GGML_BF16, bh, wb, 3);
+        const float f[3] = {1.5f, -0.0f, 3e38f};
+        check_block(GGML_F32, f, f, 3);
+    }
+    /* geometry */
+    static const struct { uint32_t t, blck, size; } geo[] = {
+        {GGML_F32, 1, 4},     {GGML_F16, 1, 2},     {GGML_BF16, 1, 2},    {GGML_Q4_0, 32, 18},
+        {GGML_Q4_1, 32, 20},  {GGML_Q5_0, 32, 22},  {GGML_Q5_1, 32, 24},  {GGML_Q8_0, 32, 34},
+        {GGML_Q4_K, 256, 144}, {GGML_Q5_K, 256, 176}, {GGML_Q6_K, 256, 210},
+    };
+    for (size_t i = 0; i < sizeof geo / sizeof geo[0]; i++) {
+        const pl_type_traits *tr = pl_type_traits_get(geo[i].t);
+        CHECK(tr && tr->blck_size == geo[i].blck && tr->type_size == geo[i].size, "geometry of type %u", geo[i].t);
+    }
+    CHECK(pl_type_traits_get(GGML_Q2_K) == NULL && pl_type_traits_get(GGML_Q8_K) == NULL &&
+              pl_type_traits_get(GGML_TYPE_COUNT) == NULL && pl_type_traits_get(4) == NULL,
+          "unsupported types have no traits");
+    CHECK(pl_row_size(GGML_Q4_K, 4096) == 16 * 144, "row size Q4_K");
+    CHECK(pl_row_size(GGML_Q4_K, 100) == 0 && pl_row_size(GGML_Q2_K, 256) == 0 && pl_row_size(GGML_F32, -1) == 0,
+          "row size of bad lengths/types is 0");
+    CHECK(pl_row_size(GGML_F16, 3) == 6, "row size F16");
+}
+
+/* ---- 4. conversions ----------------------------------------------------- */
+
+/* True when h is the round-to-nearest-even fp16 of finite f (checked
+ * against both neighbours in double). */
+static bool is_rne_fp16(float f, uint16_t h) {
+    double x = f, v = pl_fp16_to_f32(h);
+    if ((h & 0x7fff) == 0x7c00) return fabs(x) >= 65520.0 && (h & 0x8000) == (fbits(f) >> 16 & 0x8000);
+    if (((h >> 15) != 0) != (fbits(f) >> 31 != 0)) return false;
+    uint16_t up = (uint16_t)(h + 1), dn = (uint16_t)(h - 1);
+    double err = fabs(x - v);
+    if ((up & 0x7fff) <= 0x7c00) {
+        double e2 = fabs(x - pl_fp16_to_f32(up));
+        if ((up & 0x7fff) == 0x7c00) e2 = fabs(fabs(x) - 65536.0); /* inf acts like 2^16 for rounding */
+        if (e2 < err || (e2 == err && (h & 1))) return false;
+    }
+    if ((h & 0x7fff) != 0) {
+        double e2 = fabs(x - pl_fp16_to_f32(dn));
+        if (e2 < err || (e2 == err && (h & 1))) return false;
+    }
+    return true;
+}
+
+static void test_conversions(void) {
+    /* fp16 known values */
+    static const struct { float f; uint16_t h; } fh[] = {
+        {1.0f, 0x3c00},       {-2.0f, 0xc000},           {65504.0f, 0x7bff},         {65519.99f, 0x7bff},
+        {65520.0f, 0x7c00},   {1e9f, 0x7c00},            {-1e9f, 0xfc00},            {0x1p-14f, 0x0400},
+        {0x1p-24f, 0x0001},   {0x1p-25f, 0x0000},        {0x1.8p-25f, 0x0001},       {0x3p-25f, 0x0002},
+        {0x5p-25f, 0x0002},   {0x7p-25f, 0x0004},        {-0x1p-24f, 0x8001},        {0x1.ffcp-15f, 0x0400},
+        {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x3p-11f, 0x3c02}, {0x1.002002p+0f, 0x3c01},
+        {0.0f, 0x0000},       {-0.0f, 0x8000},           {1e-30f, 0x0000},           {0.1f, 0x2e66},
+    };
+    for (size_t i = 0; i < sizeof fh / sizeof fh[0]; i++)
+        CHECK(pl_f32_to_fp16(fh[i].f) == fh[i].h, "fp16(%a) = %04x, want %04x", fh[i].f, pl_f32_to_fp16(fh[i].f), fh[i].h);
+    CHECK(pl_f32_to_fp16(INFINITY) == 0x7c00 && pl_f32_to_fp16(-INFINITY) == 0xfc00, "fp16 inf");
+    uint16_t hn = pl_f32_to_fp16(NAN);
+    CHECK((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff) != 0, "fp16(NaN) is NaN: %04x", hn);
+    hn = pl_f32_to_fp16(bitsf(0x7f800001)); /* signalling NaN with a low payload only */
+    CHECK((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff) != 0, "fp16(sNaN) stays NaN: %04x", hn);
+    CHECK(pl_fp16_to_f32(0x7c00) == INFINITY && pl_fp16_to_f32(0xfc00) == -INFINITY, "fp16 inf widen");
+    CHECK(isnan(pl_fp16_to_f32(0x7e00)) && isnan(pl_fp16_to_f32(0x7c01)), "fp16 NaN widen");
+    CHECK(fbits(pl_fp16_to_f32(0x7c01)) == 0x7fc02000, "sNaN widens quiet with payload: %08x", fbits(pl_fp16_to_f32(0x7c01)));
+    CHECK(pl_fp16_to_f32(0x03ff) == 0x3ffp-24f && pl_fp16_to_f32(0x8001) == -0x1p-24f, "fp16 subnormal widen");
+    CHECK(fbits(pl_fp16_to_f32(0x8000)) == 0x80000000u, "fp16 -0 widen");
+    /* exhaustive round trip of every non-NaN half */
+    int rt_bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;
+        if (pl_f32_to_fp16(pl_fp16_to_f32((uint16_t)h)) != h) rt_bad++;
+    }
+    CHECK(rt_bad == 0, "fp16 round trip: %d halves", rt_bad);
+    /* random floats in and around the half range round to nearest even */
+    int rne_bad = 0;
+    for (int i = 0; i < 300000; i++) {
+        uint32_t u = (uint32_t)rnd();
+        u = (u & 0x80000000u) | ((0x30000000u + (u & 0x7fffffff) % 0x18000000u)); /* ~2^-31 .. 2^17 */
+        if (i % 3 == 0) u = (u & ~0x1fffu) | 0x1000u; /* exact ties at normal halves */
+        float f = bitsf(u);
+        if (!is_rne_fp16(f, pl_f32_to_fp16(f))) {
+            if (rne_bad++ < 3) fprintf(stderr, "  fp16(%a) = %04x not RNE\n", f, pl_f32_to_fp16(f));
+        }
+    }
+    CHECK(rne_bad == 0, "fp16 rounding: %d not round-to-nearest-even", rne_bad);
+
+    /* bf16 */
+    CHECK(pl_f32_to_bf16(1.0f) == 0x3f80 && pl_bf16_to_f32(0x3f80) == 1.0f, "bf16 1.0");
+    CHECK(pl_f32_to_bf16(bitsf(0x3f808000)) == 0x3f80, "bf16 tie to even (down)");
+    CHECK(pl_f32_to_bf16(bitsf(0x3f818000)) == 0x3f82, "bf16 tie to even (up)");
+    CHECK(pl_f32_to_bf16(bitsf(0x3f808001)) == 0x3f81, "bf16 above tie");
+    CHECK(pl_f32_to_bf16(bitsf(0x3f807fff)) == 0x3f80, "bf16 below tie");
+    CHECK(pl_f32_to_bf16(INFINITY) == 0x7f80 && pl_f32_to_bf16(-INFINITY) == 0xff80, "bf16 inf");
+    CHECK(pl_f32_to_bf16(bitsf(0x7f7fffff)) == 0x7f80, "bf16 FLT_MAX rounds to inf");
+    CHECK(pl_f32_to_bf16(bitsf(0x7f800001)) == 0x7fc0, "bf16 sNaN -> quiet NaN 0x7fc0");
+    CHECK(isnan(pl_bf16_to_f32(pl_f32_to_bf16(NAN))), "bf16 NaN round trip");
+    CHECK(pl_f32_to_bf16(bitsf(0x00010000)) == 0x0001 && fbits(pl_bf16_to_f32(0x0001)) == 0x00010000,
+          "bf16 subnormal");
+    CHECK(pl_f32_to_bf16(bitsf(0x00018000)) == 0x0002, "bf16 subnormal tie to even");
+    CHECK(pl_f32_to_bf16(-0.0f) == 0x8000, "bf16 -0");
+    int bf_bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7f80) == 0x7f80 && (h & 0x7f)) continue;
+        if (pl_f32_to_bf16(pl_bf16_to_f32((uint16_t)h)) != h) bf_bad++;
+    }
+    CHECK(bf_bad == 0, "bf16 round trip: %d", bf_bad);
+}
+
+/* ---- 5 + 6. matmul ------------------------------------------------------ */
+
+typedef struct mm_job {
+    const pl_kernels *k;
+    const void *W;
+    uint32_t type;
+    int64_t n_in, n_out, n_tok;
+    const float *x;
+    float *y;
+    float *scratch; /* nth * n_in floats */
+} mm_job;
+
+/* Thread-pool task: rows split evenly over nth shares. */
+static void mm_task(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    int64_t r0 = j->n_out * ith / nth, r1 = j->n_out * (ith + 1) / nth;
+    pl_matmul_rows(j->k, j->W, j->type, j->n_in, r0, r1, j->x, j->n_in, j->n_tok, j->y, j->n_out,
+                   j->scratch + (size_t)ith * j->n_in);
+}
+
+static void test_matmul(void) {
+    enum { N_IN = 512, N_OUT = 37, N_TOK = 5, XS = N_IN + 3, YS = N_OUT + 2 };
+    uint8_t *W = malloc(pl_row_size(GGML_F32, (int64_t)N_IN * N_OUT));
+    float *x = malloc(sizeof(float) * XS * N_TOK), *y = malloc(sizeof(float) * YS * N_TOK);
+    float *y1 = malloc(sizeof(float) * N_OUT), *y2 = malloc(sizeof(float) * N_OUT * N_TOK);
+    float *scratch = malloc(sizeof(float) * N_IN * 4), *wrow = malloc(sizeof(float) * N_IN);
+    pl_threadpool *pools[3] = {pl_threadpool_create(1), pl_threadpool_create(2), pl_threadpool_create(3)};
+    for (int i = 0; i < XS * N_TOK; i++) x[i] = rndf(-1, 1);
+    for (size_t ii = 0; ii < 3; ii++) {
+        const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+        if (!k) continue;
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            const uint32_t t = k_types[ti];
+            const pl_type_traits *tr = pl_type_traits_get(t);
+            const size_t rs = pl_row_size(t, N_IN);
+            fill_random(t, W, (int64_t)N_IN * N_OUT, false);
+            for (int i = 0; i < YS * N_TOK; i++) y[i] = -777.0f;
+            pl_matmul_rows(k, W, t, N_IN, 0, N_OUT, x, XS, N_TOK, y, YS, scratch);
+            int bad = 0, untouched = 1;
+            for (int r = 0; r < N_OUT; r++) {
+                tr->to_float_ref(W + r * rs, wrow, N_IN);
+                for (int tk = 0; tk < N_TOK; tk++) {
+                    double s = 0, mag = 0;
+                    for (int i = 0; i < N_IN; i++) {
+                        s += (double)wrow[i] * x[tk * XS + i];
+                        mag += fabs((double)wrow[i] * x[tk * XS + i]);
+                    }
+                    if (!(fabs(y[tk * YS + r] - s) <= MATMUL_REL_TOL * mag + 1e-30)) bad++;
+                }
+            }
+            for (int tk = 0; tk < N_TOK; tk++)
+                for (int r = N_OUT; r < YS; r++) untouched &= y[tk * YS + r] == -777.0f;
+            CHECK(bad == 0, "%s %s matmul: %d outputs off the double reference", k->isa, tr->name, bad);
+            CHECK(untouched, "%s %s matmul wrote outside [r0, r1)", k->isa, tr->name);
+
+            /* 6. determinism: token 3 alone, row range pieces, thread counts */
+            int nondet = 0;
+            pl_matmul_rows(k, W, t, N_IN, 0, 11, x + 3 * XS, XS, 1, y1, 1, scratch);
+            pl_matmul_rows(k, W, t, N_IN, 11, N_OUT, x + 3 * XS, XS, 1, y1, 1, scratch);
+            for (int r = 0; r < N_OUT; r++) nondet += fbits(y1[r]) != fbits(y[3 * YS + r]);
+            for (int p = 0; p < 3; p++) {
+                if (!pools[p]) continue;
+                float *xc = malloc(sizeof(float) * N_IN * N_TOK);
+                for (int tk = 0; tk < N_TOK; tk++) memcpy(xc + tk * N_IN, x + tk * XS, sizeof(float) * N_IN);
+                mm_job j = {k, W, t, N_IN, N_OUT, N_TOK, xc, y2, scratch};
+                pl_threadpool_run(pools[p], mm_task, &j);
+                for (int tk = 0; tk < N_TOK; tk++)
+                    for (int r = 0; r < N_OUT; r++) nondet += fbits(y2[tk * N_OUT + r]) != fbits(y[tk * YS + r]);
+                free(xc);
+            }
+            CHECK(nondet == 0, "%s %s: %d results depend on n_tok/row range/threads", k->isa, tr->name, nondet);
+        }
+    }
+    for (int p = 0; p < 3; p++) pl_threadpool_free(pools[p]);
+    free(W);
+    free(x);
+    free(y);
+    free(y1);
+    free(y2);
+    free(scratch);
+    free(wrow);
+}
+
+/* ---- 7. thread pool ----------------------------------------------------- */
+
+typedef struct tp_job {
+    atomic_int hits[8];  /* runs of share ith */
+    atomic_int bad_nth;  /* calls with the wrong nth */
+    int expect_nth;
+    long long part[8];   /* per-share partial sums (each written by one share) */
+    int64_t n;
+} tp_job;
+
+/* Counts the call and sums its slice of 0..n-1. */
+static void tp_task(void *arg, int ith, int nth) {
+    tp_job *j = arg;
+    if (nth != j->expect_nth || ith < 0 || ith >= nth) {
+        atomic_fetch_add(&j->bad_nth, 1);
+        return;
+    }
+    atomic_fetch_add(&j->hits[ith], 1);
+    long long s = 0;
+    for (int64_t i = j->n * ith / nth; i < j->n * (ith + 1) / nth; i++) s += i;
+    j->part[ith] = s;
+}
+
+static void sleep_us(long us) {
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void test_threadpool(void) {
+    CHECK(pl_threadpool_create(0) == NULL, "size 0 refused");
+    pl_threadpool_free(NULL);
+    for (int n = 1; n <= 4; n++) {
+        pl_threadpool *p = pl_threadpool_create(n);
+        CHECK(p != NULL, "create(%d)", n);
+        if (!p) continue;
+        CHECK(pl_threadpool_size(p) == n, "size %d", n);
+        tp_job *j = calloc(1, sizeof *j);
+        j->expect_nth = n;
+        int runs = 20000, wrong_sum = 0;
+        for (int r = 0; r < runs; r++) {
+            j->n = 1000 + r % 7;
+            if (r % 2000 == 1999) sleep_us(300); /* let workers fall asleep on the condvar */
+            pl_threadpool_run(p, tp_task, j);
+            long long s = 0;
+            for (int i = 0; i < n; i++) s += j->part[i];
+            if (s != j->n * (j->n - 1) / 2) wrong_sum++;
+        }
+        int ok = 1;
+        for (int i = 0; i < n; i++) ok &= atomic_load(&j->hits[i]) == runs;
+        CHECK(ok, "pool %d: every share ran once per run", n);
+        CHECK(atomic_load(&j->bad_nth) == 0, "pool %d: bad ith/nth", n);
+        CHECK(wrong_sum == 0, "pool %d: %d runs gave a wrong sum", n, wrong_sum);
+        free(j);
+        pl_threadpool_free(p);
+    }
+    /* create and free repeatedly (joins must not hang), one idle free */
+    int ok = 1;
+    for (int i = 0; i < 50; i++) {
+        pl_threadpool *p = pl_threadpool_create(2 + i % 3);
+        ok &= p != NULL;
+        if (p && i % 2) {
+            tp_job j = {.expect_nth = 2 + i % 3, .n = 10};
+            pl_threadpool_run(p, tp_task, &j);
+        }
+        pl_threadpool_free(p);
+    }
+    CHECK(ok, "create/free cycles");
+}
+
+int main(void) {
+    const pl_kernels *best = pl_kernels_get();
+    printf("kernels: %s\n", best->isa);
+    CHECK(best == pl_kernels_get(), "pl_kernels_get is stable");
+    CHECK(pl_kernels_for("scalar") != NULL && pl_kernels_for("nope") == NULL && pl_kernels_for(NULL) == NULL,
+          "pl_kernels_for names");
+    test_dequant_matches_reference();
+    test_dot();
+    test_known_blocks();
+    test_conversions();
+    test_matmul();
+    test_threadpool();
+    return testlib_finish("test_kernels");
+}
