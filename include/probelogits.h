@@ -55,6 +55,8 @@ const char *pl_model_chat_template(const pl_model *model);
 enum {
     PL_TOK_ADD_SPECIAL = 1,   /* add BOS (and EOS) as the vocab's metadata says */
     PL_TOK_PARSE_SPECIAL = 2, /* turn special-token text (<|im_start|>) into its id */
+    PL_TOK_CONTINUATION = 4,  /* the text continues earlier text: SentencePiece adds no
+                                 space prefix before its first fragment */
 };
 
 /* Tokenizes text[0..len) (any bytes). Writes at most cap ids; *n_out gets
@@ -106,8 +108,106 @@ int32_t pl_session_n_past(const pl_session *session);
 /* Forgets positions >= n_past (n_past <= current). */
 int pl_session_truncate(pl_session *session, int32_t n_past);
 
+/* ---- KV cache as process state ----------------------------------------- */
+
+typedef struct pl_kv_state pl_kv_state;
+
+/* Copies the session's KV positions [0, n_past) into a new checkpoint. */
+int pl_session_checkpoint(pl_session *session, pl_kv_state **out);
+/* Makes the session hold exactly the checkpoint's positions. When the
+ * checkpoint came from this session and those slots were not rewritten
+ * since, this is O(n_past) integer compares and no copy; otherwise the KV
+ * data are copied back. Any session of the same model may restore it. */
+int pl_session_restore(pl_session *session, const pl_kv_state *state);
+int32_t pl_kv_state_n_past(const pl_kv_state *state);
+void pl_kv_state_free(pl_kv_state *state);
+/* A new, independent session (same model, n_ctx, threads) holding a copy of
+ * this session's KV positions; the two never see each other's later tokens. */
+int pl_session_fork(pl_session *session, pl_session **out, char *err, size_t err_cap);
+int pl_session_n_threads(const pl_session *session);
+
 /* Message of the last failed call on this session. */
 const char *pl_session_errmsg(const pl_session *session);
+
+/* ---- numerics ------------------------------------------------------------ */
+
+/* Softmax of n values in double via log-sum-exp; probs sum to 1 within 1e-12.
+ * Returns 1 when the row is degenerate (a NaN, a +inf, or no finite value):
+ * probs are then uniform. *lse (may be NULL) gets the log-sum-exp, or NaN
+ * for a degenerate row. */
+int pl_softmax(const double *logits, int n, double *probs, double *lse);
+
+/* ---- probes ---------------------------------------------------------------- */
+
+#define PL_MAX_LABELS 16
+
+typedef struct pl_probe pl_probe;
+
+/* How a probe prompt is built and read. Strings are copied at creation. */
+typedef struct pl_probe_params {
+    const char *template_name;        /* NULL/"auto" (from the model), none, plain, chatml, llama3, llama2,
+                                         mistral, phi3 */
+    const char *system;               /* policy text of the system turn (NULL/"" = none); cached prefix */
+    const char *const *questions;     /* n_questions wordings put after the action (NULL = one default) */
+    int n_questions;
+    const char *action_prefix;        /* before the action in the user turn (NULL = "Action: ") */
+    const char *answer_prefix;        /* after the opened assistant turn (NULL = "") */
+    const char *const *labels;        /* n_labels (2..16) verbalizers, the first is the positive one;
+                                         NULL = {"Yes", "No"} */
+    int n_labels;
+    double alpha;                     /* calibration strength (0 = uncalibrated) */
+    const char *const *content_free;  /* calibration inputs (NULL = the default 7; n_content_free = 0 and a
+                                         non-NULL pointer = no calibration) */
+    int n_content_free;
+    int multi_token;                  /* score labels of several tokens exactly (sum of log-probabilities) */
+} pl_probe_params;
+
+typedef struct pl_probe_result {
+    int n_labels;
+    int label;                             /* argmax of calibrated_probs */
+    int32_t token_ids[PL_MAX_LABELS];      /* verbalizer id of each label (its first token) */
+    int n_label_tokens[PL_MAX_LABELS];     /* tokens per label in context (1 unless multi_token) */
+    double logits[PL_MAX_LABELS];          /* raw logits (single-token labels) or summed log-probs */
+    double probs[PL_MAX_LABELS];           /* restricted softmax of logits, uncalibrated */
+    double calibrated_probs[PL_MAX_LABELS];/* softmax of log(probs) - alpha * bias */
+    double bias[PL_MAX_LABELS];            /* mean restricted log-prob of each label on content-free inputs */
+    double confidence;                     /* max calibrated prob, in [1/N, 1] */
+    double margin;                         /* logits[0] - logits[1] (2 labels) or top-1 minus top-2 */
+    double calibrated_margin;              /* margin - alpha*(bias[0]-bias[1]) (2 labels) or calibrated top-2 gap */
+    double alpha;
+    int degenerate;                        /* non-finite logits: uniform fallback, decision must fail closed */
+    int n_tokens;                          /* tokens evaluated for this probe (the suffix) */
+    double ms;                             /* wall time of this probe (batch: of the batch / n) */
+} pl_probe_result;
+
+/* Builds a probe on a session: renders and evaluates the cached prefix,
+ * resolves each label's token id in context (the token that follows the
+ * rendered prompt), and runs the content-free inputs for calibration. */
+int pl_probe_create(pl_session *session, const pl_probe_params *params, pl_probe **out, char *err, size_t err_cap);
+void pl_probe_free(pl_probe *probe);
+
+/* One action, one forward pass of its suffix over the restored prefix.
+ * question indexes params.questions. pl_probe_yes_no requires 2 labels. */
+int pl_probe_classify(pl_probe *probe, int question, const char *action, size_t len, pl_probe_result *out);
+int pl_probe_yes_no(pl_probe *probe, int question, const char *action, size_t len, pl_probe_result *out);
+/* n actions against the one prefix in batched passes (forked sequences);
+ * results are bitwise identical to probing one by one. */
+int pl_probe_batch(pl_probe *probe, int question, const char *const *actions, const size_t *lens, size_t n,
+                   pl_probe_result *out);
+
+int pl_probe_set_alpha(pl_probe *probe, double alpha);
+const char *pl_probe_errmsg(const pl_probe *probe);
+const char *pl_probe_template(const pl_probe *probe);
+int32_t pl_probe_prefix_tokens(const pl_probe *probe);
+/* Renders the full prompt text of an action (prefix + suffix), malloc'ed. */
+char *pl_probe_render(const pl_probe *probe, int question, const char *action);
+
+/* Saves the evaluated prefix and the calibration; a probe loaded from it
+ * (same model file, same params) starts without evaluating anything. A
+ * truncated, corrupted, other-model or other-params file is refused. */
+int pl_probe_save(const pl_probe *probe, const char *path, char *err, size_t err_cap);
+int pl_probe_load(pl_session *session, const pl_probe_params *params, const char *path, pl_probe **out, char *err,
+                  size_t err_cap);
 
 #ifdef __cplusplus
 }

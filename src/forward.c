@@ -23,6 +23,7 @@
 
 #include "model.h"
 #include "quant.h"
+#include "session.h"
 #include "threadpool.h"
 
 #define PL_N_BATCH 512 /* tokens per internal pass */
@@ -44,9 +45,17 @@ struct pl_session {
     float *kb, *vb;          /* [PL_N_BATCH][kv_dim] fresh keys / values before they enter the cache */
     float *hb, *hb2;         /* [PL_N_BATCH][n_ff] */
     float *scores;           /* [n_threads][n_ctx] attention scores */
+    int32_t *key_slots;      /* [n_threads][n_ctx] cache slots each query attends to */
     float *scratch;          /* [n_threads][scratch_len] dequantized weight rows */
     int64_t scratch_len;
     float *rope_cos, *rope_sin; /* [n_ctx][n_rot/2] */
+    int32_t *tok_pos;        /* [PL_N_BATCH] RoPE position of each batch token */
+    int32_t *tok_seq_begin;  /* [PL_N_BATCH] first cache slot of each token's own sequence */
+    int32_t shared_end;      /* every batch token also attends to slots [0, shared_end) */
+    int32_t slot0;           /* cache slot of the batch's first token */
+    uint64_t serial;         /* count of batches run; stamps written slots */
+    uint64_t *slot_serial;   /* [n_ctx] serial of the batch that last wrote each slot */
+    uint64_t uid;            /* unique per session, for checkpoint fast paths */
     float *logits;           /* [logits_cap][n_vocab] */
     size_t logits_cap;       /* rows allocated */
     size_t n_logits;         /* rows valid after the last eval */
@@ -120,11 +129,15 @@ static void rope(const pl_session *s, float *vec, int32_t n_heads, int32_t pos) 
 
 typedef struct att_task {
     pl_session *s;
-    int32_t layer, p0;
+    int32_t layer;
     int64_t n_tok;
 } att_task;
 
-/* Work items are (token, head) pairs split contiguously across threads. */
+/* Work items are (token, head) pairs split contiguously across threads.
+ * Token t (cache slot slot0+t) attends to slots [0, shared_end) and then
+ * [seq_begin[t], slot0+t]; keys are visited in slot order either way, so a
+ * suffix evaluated as a fork of a cached prefix gives the same bits as the
+ * same suffix evaluated after the prefix in one sequence. */
 static void att_worker(void *arg, int ith, int nth) {
     const att_task *t = arg;
     pl_session *s = t->s;
@@ -134,14 +147,19 @@ static void att_worker(void *arg, int ith, int nth) {
     const float *kc = s->k_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
     const float *vc = s->v_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
     float *sc = s->scores + (int64_t)ith * s->n_ctx;
+    int32_t *slots = s->key_slots + (int64_t)ith * s->n_ctx;
     const float scale = (float)(1.0 / sqrt((double)hd));
     for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int64_t tok = it / hp->n_head, h = it % hp->n_head, kvh = h / group;
-        const int32_t n_keys = t->p0 + (int32_t)tok + 1;
+        const int32_t slot = s->slot0 + (int32_t)tok;
+        int32_t n_keys = 0;
+        for (int32_t j = 0; j < s->shared_end; j++) slots[n_keys++] = j;
+        for (int32_t j = s->tok_seq_begin[tok] > s->shared_end ? s->tok_seq_begin[tok] : s->shared_end; j <= slot; j++)
+            slots[n_keys++] = j;
         const float *q = s->q + tok * s->q_dim + h * hd;
         float mx = -INFINITY;
         for (int32_t j = 0; j < n_keys; j++) {
-            sc[j] = s->kern->dot(q, kc + (int64_t)j * s->kv_dim + kvh * hd, hd) * scale;
+            sc[j] = s->kern->dot(q, kc + (int64_t)slots[j] * s->kv_dim + kvh * hd, hd) * scale;
             if (sc[j] > mx) mx = sc[j];
         }
         double sum = 0.0;
@@ -154,7 +172,7 @@ static void att_worker(void *arg, int ith, int nth) {
         for (int64_t d = 0; d < hd; d++) out[d] = 0.0f;
         for (int32_t j = 0; j < n_keys; j++) {
             const float p = sc[j] * inv;
-            const float *v = vc + (int64_t)j * s->kv_dim + kvh * hd;
+            const float *v = vc + (int64_t)slots[j] * s->kv_dim + kvh * hd;
             for (int64_t d = 0; d < hd; d++) out[d] += p * v[d];
         }
     }
@@ -175,19 +193,22 @@ static void rmsnorm_w(float *out, const float *x, const pl_weight *w, int64_t n,
     rmsnorm(out, x, tmp, n, eps);
 }
 
-/* Runs n_tok tokens at positions n_past.. through the network; leaves the
- * final hidden states in s->x. */
+/* Runs n_tok tokens through the network: token t is stored in cache slot
+ * s->slot0 + t, rotated for position s->tok_pos[t], and attends as
+ * described at att_worker. Leaves the final hidden states in s->x. */
 static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
     const pl_model *m = s->model;
     const pl_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, F = hp->n_ff, KV = s->kv_dim, Q = s->q_dim;
-    const int32_t p0 = s->n_past;
+    const int32_t p0 = s->slot0;
     float *wtmp = s->scratch; /* thread 0's scratch doubles as norm-weight buffer between parallel runs */
 
     for (int64_t t = 0; t < n_tok; t++)
         s->kern->to_float[m->tok_embd.type]((const char *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes,
                                             s->x + t * E, E);
 
+    s->serial++;
+    for (int64_t t = 0; t < n_tok; t++) s->slot_serial[p0 + t] = s->serial;
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const pl_layer *L = &m->layers[l];
         for (int64_t t = 0; t < n_tok; t++) rmsnorm_w(s->xb + t * E, s->x + t * E, &L->attn_norm, E, hp->rms_eps, wtmp);
@@ -198,12 +219,12 @@ static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
         add_bias(s->vb, &L->bv, n_tok, KV);
         float *kc = s->k_cache + (int64_t)l * s->n_ctx * KV, *vc = s->v_cache + (int64_t)l * s->n_ctx * KV;
         for (int64_t t = 0; t < n_tok; t++) {
-            rope(s, s->q + t * Q, hp->n_head, p0 + (int32_t)t);
-            rope(s, s->kb + t * KV, hp->n_head_kv, p0 + (int32_t)t);
+            rope(s, s->q + t * Q, hp->n_head, s->tok_pos[t]);
+            rope(s, s->kb + t * KV, hp->n_head_kv, s->tok_pos[t]);
             memcpy(kc + (p0 + t) * KV, s->kb + t * KV, (size_t)KV * sizeof(float));
             memcpy(vc + (p0 + t) * KV, s->vb + t * KV, (size_t)KV * sizeof(float));
         }
-        att_task at = {s, l, p0, n_tok};
+        att_task at = {s, l, n_tok};
         pl_threadpool_run(s->pool, att_worker, &at);
         /* attention output is in xb ([n_tok][Q]); project into hb2's first E cols */
         const mm_job wo = {&L->wo, s->xb, Q, s->hb2, E};
@@ -264,6 +285,12 @@ int pl_session_eval(pl_session *s, const int32_t *ids, size_t n, int flags) {
     }
     for (size_t done = 0; done < n;) {
         const size_t chunk = n - done < PL_N_BATCH ? n - done : PL_N_BATCH;
+        s->slot0 = s->n_past;
+        s->shared_end = 0;
+        for (size_t t = 0; t < chunk; t++) {
+            s->tok_pos[t] = s->n_past + (int32_t)t;
+            s->tok_seq_begin[t] = 0;
+        }
         forward_batch(s, ids + done, (int64_t)chunk);
         s->n_past += (int32_t)chunk;
         if (all) compute_logits(s, 0, (int64_t)chunk, done);
@@ -330,6 +357,12 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->hb = alloc_floats(B, F > W ? F : W, 1);
     s->hb2 = alloc_floats(B, F > W ? F : W, 1);
     s->scores = alloc_floats((size_t)n_threads, (size_t)n_ctx, 1);
+    s->key_slots = calloc((size_t)n_threads * (size_t)n_ctx, sizeof(int32_t));
+    s->tok_pos = calloc(B, sizeof(int32_t));
+    s->tok_seq_begin = calloc(B, sizeof(int32_t));
+    s->slot_serial = calloc((size_t)n_ctx, sizeof(uint64_t));
+    static _Atomic uint64_t next_uid = 1;
+    s->uid = next_uid++;
     s->scratch = alloc_floats((size_t)n_threads, (size_t)s->scratch_len, 1);
     s->rope_cos = alloc_floats((size_t)n_ctx, half, 1);
     s->rope_sin = alloc_floats((size_t)n_ctx, half, 1);
@@ -337,7 +370,7 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->logits_cap = 1;
     s->pool = pl_threadpool_create(n_threads);
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->kb || !s->vb || !s->hb || !s->hb2 ||
-        !s->scores || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool) {
+        !s->scores || !s->key_slots || !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool) {
         pl_session_free(s);
         return pl_fail(&err, PL_ERR_NOMEM, "out of memory for a session of %d positions", n_ctx);
     }
@@ -368,9 +401,206 @@ void pl_session_free(pl_session *s) {
     free(s->hb);
     free(s->hb2);
     free(s->scores);
+    free(s->key_slots);
+    free(s->tok_pos);
+    free(s->tok_seq_begin);
+    free(s->slot_serial);
     free(s->scratch);
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->logits);
     free(s);
 }
+
+/* ---- forks, selected logits -------------------------------------------------- */
+
+typedef struct sel_task {
+    pl_session *s;
+    const pl_weight *w;
+    const int32_t *ids; /* output rows to compute */
+    size_t n_ids;
+    int64_t n_rows;     /* hidden rows in s->xb */
+    float *out;         /* [n_rows][n_ids] */
+} sel_task;
+
+static void sel_worker(void *arg, int ith, int nth) {
+    sel_task *t = arg;
+    float *scratch = t->s->scratch + (int64_t)ith * t->s->scratch_len;
+    for (size_t k = t->n_ids * (size_t)ith / (size_t)nth; k < t->n_ids * (size_t)(ith + 1) / (size_t)nth; k++) {
+        const char *row = (const char *)t->w->data + (size_t)t->ids[k] * t->w->row_bytes;
+        pl_matmul_rows(t->s->kern, row, t->w->type, t->w->ne0, 0, 1, t->s->xb, t->w->ne0, t->n_rows, t->out + k,
+                       (int64_t)t->n_ids, scratch);
+    }
+}
+
+int session_eval_forks(pl_session *s, const pl_seq *seqs, size_t n_seqs, const int32_t *vocab_ids, size_t n_ids,
+                       float *out) {
+    if (!s || (!seqs && n_seqs) || !out) return PL_ERR_ARG;
+    const pl_model *m = s->model;
+    const int32_t n_vocab = m->hp.n_vocab;
+    const int64_t E = m->hp.n_embd;
+    const size_t row_len = vocab_ids ? n_ids : (size_t)n_vocab;
+    size_t total = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (!seqs[i].ids || seqs[i].n == 0 || seqs[i].n_out == 0 || seqs[i].n_out > seqs[i].n)
+            return sfail(s, PL_ERR_ARG, "fork %zu: empty sequence or bad output count", i);
+        for (size_t j = 0; j < seqs[i].n; j++)
+            if (seqs[i].ids[j] < 0 || seqs[i].ids[j] >= n_vocab)
+                return sfail(s, PL_ERR_ARG, "fork %zu: token id %d is outside [0, %d)", i, seqs[i].ids[j], n_vocab);
+        if (!pl_add_ok(total, seqs[i].n, &total)) return sfail(s, PL_ERR_RANGE, "forks too long");
+    }
+    for (size_t k = 0; vocab_ids && k < n_ids; k++)
+        if (vocab_ids[k] < 0 || vocab_ids[k] >= n_vocab)
+            return sfail(s, PL_ERR_ARG, "logit id %d is outside [0, %d)", vocab_ids[k], n_vocab);
+    if (total > (size_t)(s->n_ctx - s->n_past))
+        return sfail(s, PL_ERR_RANGE, "forks of %zu tokens do not fit after %d of %d positions", total, s->n_past,
+                     s->n_ctx);
+    const int32_t P = s->n_past;
+    size_t seq = 0, in_seq = 0, out_row = 0; /* walk position over all sequences */
+    int32_t slot = P, seq_begin = P;
+    while (seq < n_seqs) {
+        /* gather up to PL_N_BATCH tokens, remembering which need logits */
+        int32_t ids[PL_N_BATCH];
+        int64_t want[PL_N_BATCH];
+        int64_t n_tok = 0, n_want = 0;
+        s->slot0 = slot;
+        s->shared_end = P;
+        while (seq < n_seqs && n_tok < PL_N_BATCH) {
+            const pl_seq *q = &seqs[seq];
+            if (in_seq == 0) seq_begin = slot;
+            ids[n_tok] = q->ids[in_seq];
+            s->tok_pos[n_tok] = P + (int32_t)in_seq;
+            s->tok_seq_begin[n_tok] = seq_begin;
+            if (in_seq >= q->n - q->n_out) want[n_want++] = n_tok;
+            n_tok++, slot++, in_seq++;
+            if (in_seq == q->n) seq++, in_seq = 0;
+        }
+        forward_batch(s, ids, n_tok);
+        /* final norm of the wanted rows into xb, then their logits */
+        for (int64_t k = 0; k < n_want; k++)
+            rmsnorm_w(s->xb + k * E, s->x + want[k] * E, &m->output_norm, E, m->hp.rms_eps, s->scratch);
+        float *dst = out + out_row * row_len;
+        if (vocab_ids) {
+            sel_task t = {s, &m->output, vocab_ids, n_ids, n_want, dst};
+            pl_threadpool_run(s->pool, sel_worker, &t);
+        } else {
+            const mm_job job = {&m->output, s->xb, E, dst, n_vocab};
+            matmul(s, n_want, 1, &job);
+        }
+        out_row += (size_t)n_want;
+    }
+    s->n_logits = 0; /* the public logits buffer is not touched */
+    return PL_OK;
+}
+
+const pl_model *session_model(const pl_session *s) { return s->model; }
+int32_t session_n_ctx(const pl_session *s) { return s->n_ctx; }
+
+size_t session_kv_floats_per_layer(const pl_session *s, int32_t n) { return (size_t)n * (size_t)s->kv_dim; }
+
+int session_kv_export(const pl_session *s, int32_t n, float *dst) {
+    if (n < 0 || n > s->n_past) return PL_ERR_ARG;
+    const size_t per = session_kv_floats_per_layer(s, n), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
+        memcpy(dst, s->k_cache + (size_t)l * stride, per * sizeof(float));
+        dst += per;
+        memcpy(dst, s->v_cache + (size_t)l * stride, per * sizeof(float));
+        dst += per;
+    }
+    return PL_OK;
+}
+
+int session_kv_import(pl_session *s, int32_t n, const float *src) {
+    if (n < 0 || n > s->n_ctx) return PL_ERR_ARG;
+    const size_t per = session_kv_floats_per_layer(s, n), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
+        memcpy(s->k_cache + (size_t)l * stride, src, per * sizeof(float));
+        src += per;
+        memcpy(s->v_cache + (size_t)l * stride, src, per * sizeof(float));
+        src += per;
+    }
+    s->serial++;
+    for (int32_t i = 0; i < n; i++) s->slot_serial[i] = s->serial;
+    s->n_past = n;
+    s->n_logits = 0;
+    return PL_OK;
+}
+
+/* ---- checkpoints and forks --------------------------------------------------- */
+
+struct pl_kv_state {
+    const pl_model *model; /* the model it belongs to (borrowed) */
+    int32_t n_past;        /* positions held */
+    int64_t kv_dim;
+    uint64_t session_uid;  /* session it was taken from */
+    uint64_t max_serial;   /* max slot serial over [0, n_past) at checkpoint time */
+    float *kv;             /* per layer: K [n_past][kv_dim] then V, owned */
+};
+
+static uint64_t max_serial(const pl_session *s, int32_t n) {
+    uint64_t mx = 0;
+    for (int32_t i = 0; i < n; i++) mx = s->slot_serial[i] > mx ? s->slot_serial[i] : mx;
+    return mx;
+}
+
+int pl_session_checkpoint(pl_session *s, pl_kv_state **out) {
+    if (!s || !out) return PL_ERR_ARG;
+    *out = NULL;
+    pl_kv_state *st = calloc(1, sizeof *st);
+    const size_t n = session_kv_floats_per_layer(s, s->n_past) * 2 * (size_t)s->model->hp.n_layer;
+    if (st) st->kv = malloc(n ? n * sizeof(float) : 1);
+    if (!st || !st->kv) {
+        free(st);
+        return sfail(s, PL_ERR_NOMEM, "checkpoint: out of memory for %zu floats", n);
+    }
+    st->model = s->model;
+    st->n_past = s->n_past;
+    st->kv_dim = s->kv_dim;
+    st->session_uid = s->uid;
+    st->max_serial = max_serial(s, s->n_past);
+    session_kv_export(s, s->n_past, st->kv);
+    *out = st;
+    return PL_OK;
+}
+
+int pl_session_restore(pl_session *s, const pl_kv_state *st) {
+    if (!s || !st) return PL_ERR_ARG;
+    if (st->model != s->model || st->kv_dim != s->kv_dim)
+        return sfail(s, PL_ERR_ARG, "restore: the checkpoint belongs to another model");
+    if (st->n_past > s->n_ctx)
+        return sfail(s, PL_ERR_RANGE, "restore: %d positions do not fit in %d", st->n_past, s->n_ctx);
+    s->errmsg[0] = '\0';
+    /* Fast path: this session's slots below n_past were not rewritten since
+     * the checkpoint (serials only grow), so truncating is enough. */
+    if (st->session_uid == s->uid && st->n_past <= s->n_past && max_serial(s, st->n_past) == st->max_serial) {
+        s->n_past = st->n_past;
+        s->n_logits = 0;
+        return PL_OK;
+    }
+    session_kv_import(s, st->n_past, st->kv);
+    return PL_OK;
+}
+
+int32_t pl_kv_state_n_past(const pl_kv_state *st) { return st ? st->n_past : 0; }
+
+void pl_kv_state_free(pl_kv_state *st) {
+    if (!st) return;
+    free(st->kv);
+    free(st);
+}
+
+int pl_session_fork(pl_session *s, pl_session **out, char *err_buf, size_t err_cap) {
+    pl_err err = {err_buf, err_cap};
+    if (!s || !out) return pl_fail(&err, PL_ERR_ARG, "pl_session_fork: NULL argument");
+    int rc = pl_session_create(s->model, s->n_ctx, s->n_threads, out, err_buf, err_cap);
+    if (rc) return rc;
+    const size_t per = session_kv_floats_per_layer(s, s->n_past), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
+        memcpy((*out)->k_cache + (size_t)l * stride, s->k_cache + (size_t)l * stride, per * sizeof(float));
+        memcpy((*out)->v_cache + (size_t)l * stride, s->v_cache + (size_t)l * stride, per * sizeof(float));
+    }
+    (*out)->n_past = s->n_past;
+    return PL_OK;
+}
+
+int pl_session_n_threads(const pl_session *s) { return s ? s->n_threads : 0; }

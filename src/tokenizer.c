@@ -712,7 +712,9 @@ static int tokenize_into(const pl_vocab *v, const char *text, size_t len, int fl
     }
     if (add_special && v->add_bos && (rc = tok_ivec_push(out, v->bos)) != PL_OK) goto nomem;
     if (v->model == TOK_MODEL_SPM) {
-        bool prev_special = true; /* llama.cpp: prefix a space to the first fragment and after a special token */
+        /* llama.cpp: prefix a space to the first fragment and after a special
+         * token; a continuation of earlier text gets none before its first. */
+        bool prev_special = (flags & PL_TOK_CONTINUATION) == 0;
         for (size_t i = 0; i < frags.n && rc == PL_OK; i++) {
             const fragment fr = frags.v[i];
             if (fr.token >= 0) {
@@ -766,7 +768,7 @@ int vocab_tokenize(const pl_vocab *vocab, const char *text, size_t len, int flag
     if (n_out) *n_out = 0;
     if (!vocab || !n_out || (!text && len) || (!ids && cap))
         return pl_fail(err, PL_ERR_ARG, "vocab_tokenize: invalid arguments");
-    if (flags & ~(PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL))
+    if (flags & ~(PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL | PL_TOK_CONTINUATION))
         return pl_fail(err, PL_ERR_ARG, "vocab_tokenize: unknown flags 0x%x", (unsigned)flags);
     tok_ivec out = {0};
     int rc = tokenize_into(vocab, text ? text : "", len, flags, &out, err);
