@@ -16,6 +16,8 @@
 #include "probelogits.h"
 #include "quant.h"
 #include "util.h"
+#include "cli_common.h"
+#include "cli_mkmodel.h"
 
 static const char usage_main[] =
     "usage: probelogits COMMAND [OPTIONS]\n"
@@ -24,6 +26,10 @@ static const char usage_main[] =
     "  inspect FILE.gguf       architecture, hyperparameters, tokenizer, tensors\n"
     "  tokenize -m FILE.gguf   print token ids of a text\n"
     "  logits -m FILE.gguf     run one forward pass and print the logits summary (JSON)\n"
+    "  probe -m FILE.gguf      one probe: label probabilities of an action (JSON)\n"
+    "  classify -m FILE.gguf   policy decisions (allow/warn/deny) for actions (JSON lines)\n"
+    "  snapshot -m FILE.gguf   save the evaluated policy prefix and calibration\n"
+    "  mkmodel                 write a random-weight GGUF model of a given shape\n"
     "\n"
     "Run 'probelogits COMMAND --help' for a command's options.\n";
 
@@ -51,14 +57,14 @@ static const char usage_logits[] =
     "  --out FILE.f32   write raw little-endian float32 logits: n_vocab values for the last\n"
     "                   position, or n_tokens x n_vocab with --all-positions\n";
 
-static int die_usage(const char *usage, const char *msg) {
+int cli_die_usage(const char *usage, const char *msg) {
     if (msg) fprintf(stderr, "probelogits: %s\n", msg);
     fputs(usage, stderr);
     return 2;
 }
 
 /* Text from the argument, or all of stdin for "-" / no argument. */
-static int read_text(const char *arg, char **text, size_t *len) {
+int cli_read_text(const char *arg, char **text, size_t *len) {
     if (arg && strcmp(arg, "-") != 0) {
         *len = strlen(arg);
         *text = malloc(*len + 1);
@@ -115,7 +121,7 @@ static void print_str_field(const gguf_file *f, const char *label, const char *k
 }
 
 static int cmd_inspect(int argc, char **argv) {
-    if (argc != 2) return die_usage(usage_inspect, argc < 2 ? "missing FILE.gguf" : "too many arguments");
+    if (argc != 2) return cli_die_usage(usage_inspect, argc < 2 ? "missing FILE.gguf" : "too many arguments");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage_inspect, stdout);
         return 0;
@@ -204,20 +210,20 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts *o) {
             fputs(usage, stdout);
             exit(0);
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!next) return die_usage(usage, "-m needs a file");
+            if (!next) return cli_die_usage(usage, "-m needs a file");
             o->model = next, i++;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             char *end;
             long v = next ? strtol(next, &end, 10) : 0;
-            if (!next || *end || v < 1 || v > 256) return die_usage(usage, "-t needs a thread count in 1..256");
+            if (!next || *end || v < 1 || v > 256) return cli_die_usage(usage, "-t needs a thread count in 1..256");
             o->threads = (int)v, i++;
         } else if (!strcmp(a, "--top")) {
             char *end;
             long v = next ? strtol(next, &end, 10) : -1;
-            if (!next || *end || v < 0 || v > 1000000) return die_usage(usage, "--top needs a count >= 0");
+            if (!next || *end || v < 0 || v > 1000000) return cli_die_usage(usage, "--top needs a count >= 0");
             o->top = (int)v, i++;
         } else if (!strcmp(a, "--out")) {
-            if (!next) return die_usage(usage, "--out needs a file");
+            if (!next) return cli_die_usage(usage, "--out needs a file");
             o->out = next, i++;
         } else if (!strcmp(a, "--raw")) {
             o->raw = 1;
@@ -226,13 +232,13 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts *o) {
         } else if (a[0] == '-' && a[1] != '\0') {
             char msg[128];
             snprintf(msg, sizeof msg, "unknown option %s", a);
-            return die_usage(usage, msg);
+            return cli_die_usage(usage, msg);
         } else {
-            if (o->text) return die_usage(usage, "more than one TEXT argument");
+            if (o->text) return cli_die_usage(usage, "more than one TEXT argument");
             o->text = a;
         }
     }
-    if (!o->model) return die_usage(usage, "missing -m FILE.gguf");
+    if (!o->model) return cli_die_usage(usage, "missing -m FILE.gguf");
     return 0;
 }
 
@@ -248,7 +254,7 @@ static int cmd_tokenize(int argc, char **argv) {
     }
     char *text;
     size_t len;
-    if (read_text(o.text, &text, &len) != PL_OK) {
+    if (cli_read_text(o.text, &text, &len) != PL_OK) {
         fprintf(stderr, "probelogits: cannot read the text\n");
         pl_model_close(m);
         return 1;
@@ -315,7 +321,7 @@ static int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "probelogits: %s\n", ebuf);
         goto done;
     }
-    if (read_text(o.text, &text, &len) != PL_OK) {
+    if (cli_read_text(o.text, &text, &len) != PL_OK) {
         fprintf(stderr, "probelogits: cannot read the text\n");
         goto done;
     }
@@ -384,7 +390,7 @@ done:
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) return die_usage(usage_main, "missing command");
+    if (argc < 2) return cli_die_usage(usage_main, "missing command");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage_main, stdout);
@@ -393,7 +399,11 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
+    if (!strcmp(cmd, "probe")) return cli_probe(argc - 1, argv + 1);
+    if (!strcmp(cmd, "classify")) return cli_classify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "snapshot")) return cli_snapshot(argc - 1, argv + 1);
+    if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc - 1, argv + 1);
     char msg[128];
     snprintf(msg, sizeof msg, "unknown command '%s'", cmd);
-    return die_usage(usage_main, msg);
+    return cli_die_usage(usage_main, msg);
 }

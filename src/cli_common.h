@@ -1,0 +1,16 @@
+/* cli_common.h — helpers shared by the CLI's command files (CLI only). */
+#ifndef PL_CLI_COMMON_H
+#define PL_CLI_COMMON_H
+
+#include <stddef.h>
+
+/* Prints msg (if any) and the usage text to stderr; returns exit status 2. */
+int cli_die_usage(const char *usage, const char *msg);
+/* The text of an argument, or all of stdin (byte-exact) for "-" or NULL. */
+int cli_read_text(const char *arg, char **text, size_t *len);
+
+int cli_probe(int argc, char **argv);
+int cli_classify(int argc, char **argv);
+int cli_snapshot(int argc, char **argv);
+
+#endif
