@@ -30,6 +30,7 @@ static const char usage_main[] =
     "  classify -m FILE.gguf   policy decisions (allow/warn/deny) for actions (JSON lines)\n"
     "  snapshot -m FILE.gguf   save the evaluated policy prefix and calibration\n"
     "  mkmodel                 write a random-weight GGUF model of a given shape\n"
+    "  bench -m FILE.gguf      verify, then measure probe latency and throughput\n"
     "\n"
     "Run 'probelogits COMMAND --help' for a command's options.\n";
 
@@ -403,6 +404,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "classify")) return cli_classify(argc - 1, argv + 1);
     if (!strcmp(cmd, "snapshot")) return cli_snapshot(argc - 1, argv + 1);
     if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     char msg[128];
     snprintf(msg, sizeof msg, "unknown command '%s'", cmd);
     return cli_die_usage(usage_main, msg);

@@ -12,5 +12,6 @@ int cli_read_text(const char *arg, char **text, size_t *len);
 int cli_probe(int argc, char **argv);
 int cli_classify(int argc, char **argv);
 int cli_snapshot(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 #endif

@@ -1,0 +1,359 @@
+/* cli_bench.c — `probelogits bench`: verifies, then measures the probe
+ * workload of ../shared/bench/probe-workload.json on a model: prefix
+ * evaluation, per-probe latency with the prefix restored from a
+ * checkpoint (one action at a time, and 8 actions per batched pass),
+ * prompt processing at 64 and 512 tokens, generation, checkpoint restore,
+ * achieved weight bandwidth next to the machine's measured read bandwidth,
+ * and peak RSS. Output: a table for people or --json for machines. */
+#include <json-c/json.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli_common.h"
+#include "model.h"
+#include "probelogits.h"
+#include "quant.h"
+
+static const char usage_bench[] =
+    "usage: probelogits bench -m MODEL [--workload FILE] [-t N] [--json] [--template NAME] [--n-probes N]\n"
+    "Verifies that cached, batched probes equal the uncached whole-prompt forward pass bit for bit,\n"
+    "then measures: prefix evaluation; per-probe latency (mean/p50/p95) with the prefix restored from a\n"
+    "checkpoint; 8 probes per batched pass; prompt processing at 64 and 512 tokens; generation;\n"
+    "checkpoint restore; achieved weight bandwidth and the machine's read bandwidth; peak RSS.\n"
+    "  --workload FILE  default ../shared/bench/probe-workload.json\n"
+    "  --template NAME  chatml or llama3 (default: llama3 when the vocabulary has its tokens, else chatml)\n"
+    "  --n-probes N     use the first N actions (default all)\n"
+    "  --json           one JSON object on stdout (progress stays on stderr)\n";
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile(double *v, size_t n, double q) {
+    qsort(v, n, sizeof *v, cmp_double);
+    const double idx = q * (double)(n - 1);
+    const size_t lo = (size_t)idx;
+    return lo + 1 < n ? v[lo] + (v[lo + 1] - v[lo]) * (idx - (double)lo) : v[lo];
+}
+
+static void progress(const char *what, size_t i, size_t n, int quiet) {
+    if (quiet || (i != n && i % (n / 10 > 0 ? n / 10 : 1) != 0)) return;
+    fprintf(stderr, "\r%-28s %3zu%%", what, n ? i * 100 / n : 100);
+    if (i == n) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* Read bandwidth of this machine: 2 threads summing 512 MiB, best of 3. */
+typedef struct bw_arg {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} bw_arg;
+static void *bw_thread(void *v) {
+    bw_arg *a = v;
+    uint64_t acc[8] = {0}; /* integer lanes: the compiler may vectorise freely */
+    for (size_t i = 0; i + 8 <= a->n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a->p[i + (size_t)k];
+    for (int k = 0; k < 8; k++) a->sum += acc[k];
+    return NULL;
+}
+static double machine_bandwidth(int n_threads) {
+    const size_t bytes = (size_t)512 << 20, n = bytes / sizeof(uint64_t);
+    uint64_t *buf = malloc(bytes);
+    if (!buf) return NAN;
+    for (size_t i = 0; i < n; i++) buf[i] = i;
+    double best = 0;
+    if (n_threads > 8) n_threads = 8;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t th[8];
+        bw_arg args[8];
+        const double t0 = pl_now();
+        for (int t = 0; t < n_threads; t++) {
+            args[t] = (bw_arg){buf + n / (size_t)n_threads * (size_t)t, n / (size_t)n_threads, 0};
+            pthread_create(&th[t], NULL, bw_thread, &args[t]);
+        }
+        for (int t = 0; t < n_threads; t++) pthread_join(th[t], NULL);
+        const double gbps = (double)bytes / (pl_now() - t0) / 1e9;
+        if (gbps > best) best = gbps;
+    }
+    free(buf);
+    return best;
+}
+
+/* Bytes of weights one decode token reads: every layer matrix, the norms,
+ * and the full output matrix (generation needs every logit). */
+static double weight_bytes_per_token(const pl_model *m) {
+    double b = (double)m->output.row_bytes * (double)m->output.ne1;
+    for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        const pl_layer *L = &m->layers[l];
+        const pl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) b += (double)ws[i]->row_bytes * (double)ws[i]->ne1;
+    }
+    return b;
+}
+
+typedef struct bench_opts {
+    const char *model, *workload, *tmpl;
+    int threads, json;
+    long n_probes;
+} bench_opts;
+
+static int parse(int argc, char **argv, bench_opts *o) {
+    o->workload = "../shared/bench/probe-workload.json";
+    o->threads = 2;
+    o->n_probes = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_bench, stdout);
+            return -1;
+        } else if (!strcmp(a, "--json")) o->json = 1;
+        else if (!next) return cli_die_usage(usage_bench, "an option needs a value");
+        else if (!strcmp(a, "-m")) o->model = next, i++;
+        else if (!strcmp(a, "--workload")) o->workload = next, i++;
+        else if (!strcmp(a, "--template")) o->tmpl = next, i++;
+        else if (!strcmp(a, "-t")) {
+            long v = strtol(next, &end, 10);
+            if (*end || v < 1 || v > 256) return cli_die_usage(usage_bench, "-t needs 1..256");
+            o->threads = (int)v, i++;
+        } else if (!strcmp(a, "--n-probes")) {
+            o->n_probes = strtol(next, &end, 10);
+            if (*end || o->n_probes < 1) return cli_die_usage(usage_bench, "--n-probes needs a count >= 1");
+            i++;
+        } else return cli_die_usage(usage_bench, "unknown option");
+    }
+    if (!o->model) return cli_die_usage(usage_bench, "missing -m MODEL");
+    return 0;
+}
+
+int cli_bench(int argc, char **argv) {
+    bench_opts o = {0};
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    char err[512] = "";
+    int status = 1;
+    pl_model *m = NULL;
+    pl_session *s = NULL, *ref = NULL, *other = NULL;
+    pl_probe *p = NULL;
+    pl_kv_state *cp = NULL;
+    double *lat = NULL;
+    const char **actions = NULL;
+    size_t *lens = NULL;
+    pl_probe_result *res = NULL, *res2 = NULL;
+    int32_t *ids = NULL;
+    json_object *wl = json_object_from_file(o.workload), *v, *acts;
+    if (!wl || !json_object_object_get_ex(wl, "actions", &acts) || !json_object_is_type(acts, json_type_array)) {
+        fprintf(stderr, "probelogits: cannot read the workload %s\n", o.workload);
+        goto out;
+    }
+    const char *system = json_object_object_get_ex(wl, "system_prompt", &v) ? json_object_get_string(v) : NULL;
+    const char *question = json_object_object_get_ex(wl, "question", &v) ? json_object_get_string(v) : NULL;
+    size_t n = json_object_array_length(acts);
+    if (o.n_probes > 0 && (size_t)o.n_probes < n) n = (size_t)o.n_probes;
+    actions = calloc(n, sizeof *actions);
+    lens = calloc(n, sizeof *lens);
+    lat = calloc(n, sizeof *lat);
+    res = calloc(n, sizeof *res);
+    res2 = calloc(n, sizeof *res2);
+    ids = calloc(8192, sizeof *ids);
+    if (!actions || !lens || !lat || !res || !res2 || !ids || !system || !question) {
+        fprintf(stderr, "probelogits: bad workload or out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *a = json_object_array_get_idx(acts, i), *t;
+        actions[i] = json_object_object_get_ex(a, "action", &t) ? json_object_get_string(t) : "";
+        lens[i] = strlen(actions[i]);
+    }
+    if (!o.json) fprintf(stderr, "loading %s\n", o.model);
+    if (pl_model_open(o.model, 0, &m, err, sizeof err) || pl_session_create(m, 2048, o.threads, &s, err, sizeof err) ||
+        pl_session_create(m, 2048, o.threads, &ref, err, sizeof err) ||
+        pl_session_create(m, 2048, o.threads, &other, err, sizeof err)) {
+        fprintf(stderr, "probelogits: %s\n", err);
+        goto out;
+    }
+    const char *tmpl = o.tmpl ? o.tmpl : pl_text_to_id(m, "<|start_header_id|>", 19) >= 0 ? "llama3" : "chatml";
+    const char *labels[2] = {" Yes", " No"};
+    const pl_probe_params pp = {.template_name = tmpl, .system = system, .questions = &question, .n_questions = 1,
+                                .answer_prefix = "Answer:", .labels = labels, .n_labels = 2, .alpha = 0.0,
+                                .content_free = labels, .n_content_free = 0};
+    double t0 = pl_now();
+    if (pl_probe_create(s, &pp, &p, err, sizeof err)) {
+        fprintf(stderr, "probelogits: %s\n", err);
+        goto out;
+    }
+    /* prefix evaluation, timed on its own session */
+    int32_t n_prefix = pl_probe_prefix_tokens(p);
+    char *full0 = pl_probe_render(p, 0, "x");
+    size_t n_ids = 0;
+    pl_tokenize(m, full0, strlen(full0), PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL, ids, 8192, &n_ids, err, sizeof err);
+    free(full0);
+    t0 = pl_now();
+    rc = pl_session_eval(ref, ids, (size_t)n_prefix, PL_EVAL_LAST);
+    const double prefix_ms = (pl_now() - t0) * 1e3;
+
+    /* 1. verify: cached one-by-one, batched, and uncached whole prompt agree bit for bit */
+    const size_t n_verify = n < 8 ? n : 8;
+    int verified = rc == PL_OK;
+    for (size_t i = 0; i < n_verify && verified; i++) {
+        verified = pl_probe_classify(p, 0, actions[i], lens[i], &res[i]) == PL_OK;
+        char *full = pl_probe_render(p, 0, actions[i]);
+        size_t nf = 0;
+        verified = verified && full &&
+                   pl_tokenize(m, full, strlen(full), PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL, ids, 8192, &nf, err,
+                               sizeof err) == PL_OK &&
+                   pl_session_truncate(ref, 0) == PL_OK && pl_session_eval(ref, ids, nf, PL_EVAL_LAST) == PL_OK;
+        const float *row = verified ? pl_session_logits(ref, 0) : NULL;
+        verified = verified && row && (double)row[res[i].token_ids[0]] == res[i].logits[0] &&
+                   (double)row[res[i].token_ids[1]] == res[i].logits[1];
+        free(full);
+        progress("verifying", i + 1, n_verify, o.json);
+    }
+    verified = verified && pl_probe_batch(p, 0, actions, lens, n_verify, res2) == PL_OK;
+    for (size_t i = 0; i < n_verify && verified; i++)
+        verified = !memcmp(res[i].logits, res2[i].logits, sizeof res[i].logits);
+    if (!verified) {
+        fprintf(stderr, "probelogits: verification FAILED: cached/batched probes differ from the whole-prompt pass\n");
+        goto out;
+    }
+    if (!o.json) fprintf(stderr, "verified: cached, batched and uncached probes agree bit for bit (%zu actions)\n", n_verify);
+
+    /* 2. per-probe latency, one action at a time (prefix restored from the checkpoint) */
+    double suffix_tokens = 0;
+    for (size_t i = 0; i < n; i++) {
+        t0 = pl_now();
+        if (pl_probe_classify(p, 0, actions[i], lens[i], &res[i])) {
+            fprintf(stderr, "probelogits: %s\n", pl_probe_errmsg(p));
+            goto out;
+        }
+        lat[i] = (pl_now() - t0) * 1e3;
+        suffix_tokens += res[i].n_tokens;
+        progress("probes, one at a time", i + 1, n, o.json);
+    }
+    double mean = 0;
+    for (size_t i = 0; i < n; i++) mean += lat[i] / (double)n;
+    const double p50 = percentile(lat, n, 0.5), p95 = percentile(lat, n, 0.95);
+
+    /* 3. 8 actions per batched pass */
+    t0 = pl_now();
+    for (size_t i = 0; i < n; i += 8) {
+        const size_t k = n - i < 8 ? n - i : 8;
+        if (pl_probe_batch(p, 0, actions + i, lens + i, k, res2 + i)) {
+            fprintf(stderr, "probelogits: %s\n", pl_probe_errmsg(p));
+            goto out;
+        }
+        progress("probes, 8 per pass", i + k, n, o.json);
+    }
+    const double batch_ms = (pl_now() - t0) * 1e3 / (double)n;
+
+    /* 4. prompt processing and generation from an empty cache */
+    const int32_t n_vocab = pl_model_n_vocab(m);
+    for (int i = 0; i < 512; i++) ids[i] = (int32_t)((1103515245u * (unsigned)i + 12345u) % (unsigned)n_vocab);
+    double pp_tps[2];
+    const int pp_n[2] = {64, 512};
+    for (int k = 0; k < 2; k++) {
+        double best = 1e30;
+        for (int rep = 0; rep < 2; rep++) {
+            pl_session_truncate(ref, 0);
+            t0 = pl_now();
+            pl_session_eval(ref, ids, (size_t)pp_n[k], PL_EVAL_LAST);
+            best = fmin(best, pl_now() - t0);
+        }
+        pp_tps[k] = pp_n[k] / best;
+        progress("prompt processing", (size_t)k + 1, 2, o.json);
+    }
+    const int n_gen = 32;
+    pl_session_truncate(ref, 0);
+    pl_session_eval(ref, ids, 16, PL_EVAL_LAST);
+    t0 = pl_now();
+    for (int i = 0; i < n_gen; i++) {
+        const float *row = pl_session_logits(ref, 0);
+        int32_t best = 0;
+        for (int32_t j = 1; j < n_vocab; j++)
+            if (row[j] > row[best]) best = j;
+        pl_session_eval(ref, &best, 1, PL_EVAL_LAST);
+        progress("generation", (size_t)i + 1, (size_t)n_gen, o.json);
+    }
+    const double tg_s = (pl_now() - t0) / n_gen;
+    const double bytes = weight_bytes_per_token(m);
+
+    /* 5. checkpoint restore: into another session (a full copy) */
+    pl_session_truncate(s, 0);
+    pl_session_eval(s, ids, (size_t)n_prefix, PL_EVAL_LAST);
+    pl_session_checkpoint(s, &cp);
+    double restore_ms = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        pl_session_truncate(other, 0);
+        t0 = pl_now();
+        pl_session_restore(other, cp);
+        restore_ms = fmin(restore_ms, (pl_now() - t0) * 1e3);
+    }
+    if (!o.json) fprintf(stderr, "measuring machine read bandwidth\n");
+    const double machine_bw = machine_bandwidth(o.threads);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double rss_mb = (double)ru.ru_maxrss / 1024.0;
+    const double bw = bytes / tg_s / 1e9;
+
+    if (o.json) {
+        json_object *j = json_object_new_object(), *pj = json_object_new_object();
+        json_object_object_add(j, "model", json_object_new_string(o.model));
+        json_object_object_add(j, "isa", json_object_new_string(pl_kernels_get()->isa));
+        json_object_object_add(j, "threads", json_object_new_int(o.threads));
+        json_object_object_add(j, "template", json_object_new_string(tmpl));
+        json_object_object_add(j, "verified", json_object_new_boolean(verified));
+        json_object_object_add(j, "prefix_tokens", json_object_new_int(n_prefix));
+        json_object_object_add(j, "suffix_tokens_mean", json_object_new_double(suffix_tokens / (double)n));
+        json_object_object_add(j, "n_probes", json_object_new_int((int)n));
+        json_object_object_add(j, "prefix_ms", json_object_new_double(prefix_ms));
+        json_object_object_add(pj, "mean", json_object_new_double(mean));
+        json_object_object_add(pj, "p50", json_object_new_double(p50));
+        json_object_object_add(pj, "p95", json_object_new_double(p95));
+        json_object_object_add(j, "probe_ms", pj);
+        json_object_object_add(j, "probe_batch8_ms", json_object_new_double(batch_ms));
+        json_object_object_add(j, "pp64_tps", json_object_new_double(pp_tps[0]));
+        json_object_object_add(j, "pp512_tps", json_object_new_double(pp_tps[1]));
+        json_object_object_add(j, "tg_tps", json_object_new_double(1.0 / tg_s));
+        json_object_object_add(j, "restore_ms", json_object_new_double(restore_ms));
+        json_object_object_add(j, "bandwidth_gbps", json_object_new_double(bw));
+        json_object_object_add(j, "machine_bandwidth_gbps", json_object_new_double(machine_bw));
+        json_object_object_add(j, "peak_rss_mb", json_object_new_double(rss_mb));
+        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
+    } else {
+        printf("model            %s (%s kernels, %d threads, template %s)\n", o.model, pl_kernels_get()->isa, o.threads,
+               tmpl);
+        printf("verified         cached = batched = uncached, bit for bit\n");
+        printf("prefix           %d tokens in %.1f ms\n", n_prefix, prefix_ms);
+        printf("probe            mean %.2f ms  p50 %.2f ms  p95 %.2f ms  (%zu actions, %.1f suffix tokens on average)\n",
+               mean, p50, p95, n, suffix_tokens / (double)n);
+        printf("probe, 8/pass    %.2f ms per probe\n", batch_ms);
+        printf("prompt           pp64 %.0f tok/s  pp512 %.0f tok/s\n", pp_tps[0], pp_tps[1]);
+        printf("generation       %.1f tok/s  (%.1f MB of weights per token)\n", 1.0 / tg_s, bytes / 1e6);
+        printf("bandwidth        %.1f GB/s achieved in generation; machine read bandwidth %.1f GB/s\n", bw, machine_bw);
+        printf("restore          %.3f ms (checkpoint copied into another session)\n", restore_ms);
+        printf("peak RSS         %.0f MB\n", rss_mb);
+    }
+    status = 0;
+out:
+    json_object_put(wl);
+    free(actions);
+    free(lens);
+    free(lat);
+    free(res);
+    free(res2);
+    free(ids);
+    pl_kv_state_free(cp);
+    pl_probe_free(p);
+    pl_session_free(s);
+    pl_session_free(ref);
+    pl_session_free(other);
+    pl_model_close(m);
+    return status;
+}
