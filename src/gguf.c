@@ -497,6 +497,15 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i) {
     }
 }
 
+/* Float to integer without undefined behaviour: NaN is 0, out-of-range
+ * values saturate. */
+static int64_t f64_to_i64(double d) {
+    if (d != d) return 0;
+    if (d >= 9.2233720368547758e18) return INT64_MAX;
+    if (d <= -9.2233720368547758e18) return INT64_MIN;
+    return (int64_t)d;
+}
+
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     if (kv->type != GGUF_ARRAY || i >= kv->arr_n || kv->arr_type == GGUF_STRING) return 0;
     const uint8_t *p = kv->arr_data + i * vtype_sizes[kv->arr_type];
@@ -509,11 +518,11 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     case GGUF_I32: return (int32_t)pl_load_u32(p);
     case GGUF_U64: return (int64_t)pl_load_u64(p);
     case GGUF_I64: return (int64_t)pl_load_u64(p);
-    case GGUF_F32: return (int64_t)pl_load_f32(p);
+    case GGUF_F32: return f64_to_i64(pl_load_f32(p));
     case GGUF_F64: {
         double d;
         memcpy(&d, p, 8);
-        return (int64_t)d;
+        return f64_to_i64(d);
     }
     default: return 0;
     }

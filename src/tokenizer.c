@@ -456,7 +456,12 @@ static int load_tokens(pl_vocab *v, const gguf_file *f, pl_err *err) {
         }
         v->text[i] = s.ptr;
         v->text_len[i] = (uint32_t)s.len;
-        if (sc) v->score[i] = (float)gguf_arr_f64(sc, (uint64_t)i);
+        if (sc) {
+            const double score = gguf_arr_f64(sc, (uint64_t)i);
+            if (!(score >= -3.4e38 && score <= 3.4e38)) /* NaN, inf or beyond float range */
+                return pl_fail(err, PL_ERR_FORMAT, "token %d has score %g, not a finite float", (int)i, score);
+            v->score[i] = (float)score;
+        }
         uint16_t attr = TOK_ATTR_NORMAL;
         if (ty) {
             int64_t t = gguf_arr_i64(ty, (uint64_t)i);
