@@ -26,7 +26,9 @@
  * Rule semantics: `match` is a PCRE2 regex (UTF-8) searched in the action
  * text; `class` restricts a rule to one class (absent = any). Every matching
  * deny rule wins over every allow rule; otherwise the first matching allow
- * rule decides; otherwise the probe decides.
+ * rule decides; otherwise the probe decides. A regex match error (match
+ * or heap limit, out of memory) counts as a match for deny rules and as no
+ * match for allow rules: errors fail closed.
  *
  * Every malformed input is an error with file, line and reason:
  * unknown keys, wrong types, out-of-range numbers (alpha in [0, 4],
