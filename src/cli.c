@@ -31,6 +31,8 @@ static const char usage_main[] =
     "  snapshot -m FILE.gguf   save the evaluated policy prefix and calibration\n"
     "  mkmodel                 write a random-weight GGUF model of a given shape\n"
     "  bench -m FILE.gguf      verify, then measure probe latency and throughput\n"
+    "  run -m FILE.gguf --policy FILE -- CMD   run CMD as a governed agent (seccomp supervisor)\n"
+    "  eval -m FILE.gguf       evaluate on a labelled dataset: metrics, sweeps, plots, report\n"
     "\n"
     "Run 'probelogits COMMAND --help' for a command's options.\n";
 
@@ -405,6 +407,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "snapshot")) return cli_snapshot(argc - 1, argv + 1);
     if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return cli_run_governed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cli_eval(argc - 1, argv + 1);
     char msg[128];
     snprintf(msg, sizeof msg, "unknown command '%s'", cmd);
     return cli_die_usage(usage_main, msg);

@@ -13,5 +13,8 @@ int cli_probe(int argc, char **argv);
 int cli_classify(int argc, char **argv);
 int cli_snapshot(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+/* `probelogits run` with the model-backed decision engine. */
+int cli_run_governed(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

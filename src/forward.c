@@ -345,7 +345,8 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->q_dim = (int64_t)hp->n_head * hp->head_dim;
     const size_t B = PL_N_BATCH, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
     const size_t W = E > (size_t)s->q_dim ? E : (size_t)s->q_dim;
-    s->scratch_len = (int64_t)(F > W ? F : W);
+    /* per-thread matmul scratch (see PL_MATMUL_SCRATCH), 64-byte aligned */
+    s->scratch_len = (PL_MATMUL_SCRATCH((int64_t)(F > W ? F : W)) + 15) / 16 * 16;
     const size_t half = (size_t)hp->n_rot / 2;
     s->k_cache = alloc_floats((size_t)hp->n_layer, (size_t)n_ctx, (size_t)s->kv_dim);
     s->v_cache = alloc_floats((size_t)hp->n_layer, (size_t)n_ctx, (size_t)s->kv_dim);
@@ -363,7 +364,11 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->slot_serial = calloc((size_t)n_ctx, sizeof(uint64_t));
     static _Atomic uint64_t next_uid = 1;
     s->uid = next_uid++;
-    s->scratch = alloc_floats((size_t)n_threads, (size_t)s->scratch_len, 1);
+    size_t scratch_bytes;
+    if (pl_mul_ok((size_t)n_threads, (size_t)s->scratch_len * sizeof(float), &scratch_bytes)) {
+        s->scratch = aligned_alloc(64, scratch_bytes);
+        if (s->scratch) memset(s->scratch, 0, scratch_bytes);
+    }
     s->rope_cos = alloc_floats((size_t)n_ctx, half, 1);
     s->rope_sin = alloc_floats((size_t)n_ctx, half, 1);
     s->logits = alloc_floats(1, (size_t)hp->n_vocab, 1);

@@ -1,13 +1,16 @@
 /* quant.c — ggml weight formats: fp16/bf16 conversions, the scalar reference
  * dequantizers (the definition of what every SIMD kernel must reproduce bit
  * for bit), the type traits table, CPU detection and the per-ISA kernel
- * tables, and the matmul row loop.
+ * tables, the scalar reference matmul (the canonical accumulation order of
+ * pl_matmul_rows written plainly) and the matmul entry point.
  *
  * Layouts and formulas follow ggml (ggml-common.h, ggml-quants.c); the block
  * structs live in quant_isa.h so the SIMD files share them. This file is
- * compiled for baseline x86-64 (no FMA), so no multiply-add is contracted. */
+ * compiled for baseline x86-64 (no FMA), so no multiply-add is contracted;
+ * the reference matmul calls fmaf explicitly (one rounding, as VFMADD). */
 #include "quant.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -298,6 +301,35 @@ static float dot_scalar(const float *restrict a, const float *restrict b, int64_
     return acc[0];
 }
 
+/* ---- scalar reference matmul -------------------------------------------- */
+
+/* Canonical matmul dot of one dequantized row w with x (see pl_matmul_rows):
+ * 16 lane sums updated with fmaf chunk by chunk, a partial tail chunk on its
+ * first lanes only, then the fixed halving tree. */
+static float matmul_dot_ref(const float *restrict w, const float *restrict x, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] = fmaf(w[i + l], x[i + l], acc[l]);
+    for (int l = 0; i + l < n; l++) acc[l] = fmaf(w[i + l], x[i + l], acc[l]);
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) acc[l] += acc[l + h];
+    return acc[0];
+}
+
+/* Reference matmul body: one row at a time, dequantized into scratch (F32
+ * rows are read in place when aligned), then one canonical dot per token. */
+static void matmul_scalar(pl_to_float_fn to_float, const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0,
+                          int64_t r1, const float *x, int64_t xs, int64_t nt, float *y, int64_t ys, float *scratch) {
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)W + (size_t)r * rs;
+        const float *w = scratch;
+        if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w = (const float *)(const void *)row;
+        else to_float(row, scratch, n);
+        for (int64_t t = 0; t < nt; t++) y[t * ys + r] = matmul_dot_ref(w, x + t * xs, n);
+    }
+}
+
 /* ---- kernel tables and CPU detection -------------------------------------- */
 
 #define REF_TABLE                                                                                          \
@@ -310,6 +342,7 @@ static const pl_kernels k_scalar = {
     .isa = "scalar",
     .dot = dot_scalar,
     .to_float = {REF_TABLE},
+    .matmul = matmul_scalar,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -330,6 +363,7 @@ static const pl_kernels k_avx2 = {
                  [GGML_Q4_K] = pl_to_float_q4_k_avx2,
                  [GGML_Q5_K] = pl_to_float_q5_k_avx2,
                  [GGML_Q6_K] = pl_to_float_q6_k_avx2},
+    .matmul = pl_matmul_avx2,
 };
 
 static const pl_kernels k_avx512 = {
@@ -346,6 +380,7 @@ static const pl_kernels k_avx512 = {
                  [GGML_Q4_K] = pl_to_float_q4_k_avx512,
                  [GGML_Q5_K] = pl_to_float_q5_k_avx512,
                  [GGML_Q6_K] = pl_to_float_q6_k_avx512},
+    .matmul = pl_matmul_avx512,
 };
 #pragma GCC diagnostic pop
 
@@ -425,11 +460,6 @@ void pl_matmul_rows(const pl_kernels *k, const void *W, uint32_t type, int64_t n
             for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = __builtin_nanf("");
         return;
     }
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)W + (size_t)r * rs;
-        const float *w = scratch;
-        if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w = (const float *)(const void *)row;
-        else to_float(row, scratch, n_in);
-        for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = k->dot(w, x + t * x_stride, n_in);
-    }
+    if (r1 <= r0 || n_tok <= 0) return;
+    k->matmul(to_float, W, type, rs, n_in, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);
 }

@@ -5,7 +5,8 @@
  * scalar reference dequantizer (row of blocks -> float), and the SIMD
  * dequantizer picked at startup from CPUID. Dot products run in float32 on
  * dequantized rows, so activations are never quantized (this keeps us close
- * to an exact forward pass). The matmul row routine is written once here.
+ * to an exact forward pass). pl_matmul_rows fixes one accumulation order that
+ * every ISA's matmul reproduces bit for bit (see there).
  *
  * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K. */
 #ifndef PL_QUANT_H
@@ -37,11 +38,19 @@ typedef struct pl_type_traits {
 /* Traits of a supported type, or NULL (the caller reports it by name). */
 const pl_type_traits *pl_type_traits_get(uint32_t type);
 
+/* Per-ISA matmul body behind pl_matmul_rows (arguments already checked):
+ * rows r0..r1 of W (row_bytes apart, n_in values of `type`) times n_tok
+ * activation vectors, in the canonical order documented at pl_matmul_rows. */
+typedef void (*pl_matmul_fn)(pl_to_float_fn to_float, const void *W, uint32_t type, size_t row_bytes, int64_t n_in, int64_t r0, int64_t r1,
+                             const float *x, int64_t x_stride, int64_t n_tok, float *y, int64_t y_stride,
+                             float *scratch);
+
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
     const char *isa;                  /* "avx512", "avx2" or "scalar" */
-    pl_dot_fn dot;                    /* float dot product */
+    pl_dot_fn dot;                    /* float dot product (attention; its own order) */
     pl_to_float_fn to_float[40];      /* per ggml type; NULL = unsupported */
+    pl_matmul_fn matmul;              /* the matmul body (see pl_matmul_rows) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).
@@ -50,9 +59,26 @@ const pl_kernels *pl_kernels_get(void);
 /* Kernels for a named ISA if the CPU supports it, else NULL (tests). */
 const pl_kernels *pl_kernels_for(const char *isa);
 
+/* Rows of weights the SIMD matmul dequantizes at once (a register tile). */
+#define PL_MATMUL_ROWS 6
+/* Floats of per-thread scratch pl_matmul_rows needs for rows of n_in values:
+ * PL_MATMUL_ROWS dequantized rows, each padded to a multiple of 16 floats,
+ * plus 64 floats of slack. The buffer must be 4-byte aligned (64 is best). */
+#define PL_MATMUL_SCRATCH(n_in) ((int64_t)PL_MATMUL_ROWS * (((int64_t)(n_in) + 15) / 16 * 16) + 64)
+
 /* y[t*y_stride + r] = dot(W row r, x[t*x_stride ..]) for r in [r0, r1) and
  * t in [0, n_tok). W rows have n_in values of `type`, row bytes apart.
- * scratch holds n_in floats (the dequantized row). Allocates nothing. */
+ * scratch holds PL_MATMUL_SCRATCH(n_in) floats. Allocates nothing.
+ *
+ * Canonical order (the same on every ISA, so results are bit-identical
+ * whatever n_tok, the row range, a row's place in a tile, the thread count,
+ * and whether PL_ISA is scalar, avx2 or avx512): each weight value is first
+ * dequantized to the float of the type's scalar reference (to_float_ref);
+ * then 16 lane partial sums acc[0..16) start at +0 and, for c = 0, 16, 32, ...
+ * with c + 16 <= n_in, acc[l] = fma(w[c+l], x[c+l], acc[l]) (one rounding);
+ * a tail of n_in % 16 values does the same for lanes l < n_in - c only; the
+ * lanes are then reduced as acc[l] += acc[l+8] (l < 8), acc[l] += acc[l+4]
+ * (l < 4), acc[l] += acc[l+2] (l < 2), result = acc[0] + acc[1]. */
 void pl_matmul_rows(const pl_kernels *k, const void *W, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
                     const float *x, int64_t x_stride, int64_t n_tok, float *y, int64_t y_stride, float *scratch);
 

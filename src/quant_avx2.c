@@ -1,6 +1,8 @@
-/* quant_avx2.c — AVX2 + FMA + F16C kernels: the float dot product and
- * dequantizers for every supported quantized type. Only quant.c calls these,
- * after checking the CPU.
+/* quant_avx2.c — AVX2 + FMA + F16C kernels: the float dot product,
+ * dequantizers for every supported quantized type, and the matmul body (a
+ * 3-row x 2-token register tile, the canonical 16 lanes as two ymm halves,
+ * so results equal the scalar and AVX-512 ones bit for bit). Only quant.c
+ * calls these, after checking the CPU.
  *
  * Dequantizers reproduce the scalar references in quant.c bit for bit: the
  * same integer quant, converted exactly to float, then the same float
@@ -9,6 +11,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "gguf.h"
 #include "quant_isa.h"
 
 #if defined(__clang__)
@@ -243,6 +246,124 @@ void pl_to_float_q6_k_avx2(const void *src, float *dst, int64_t n) {
                 store_mul(y + 64, _mm256_sub_epi32(q3, k32), _mm256_set1_ps(d * (float)sc[is + 4]));
                 store_mul(y + 96, _mm256_sub_epi32(q4, k32), _mm256_set1_ps(d * (float)sc[is + 6]));
             }
+        }
+    }
+}
+
+/* ---- matmul (canonical order of pl_matmul_rows) ---------------------------
+ * The 16 canonical lanes are two ymm halves: lo = lanes 0..7, hi = 8..15. */
+
+/* The fixed reduction: lanes l += l+8 (lo + hi), l += l+4, l += l+2, [0] + [1]. */
+static inline float hsum16(__m256 lo, __m256 hi) {
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/* Register tile: TILE_R rows x TILE_T tokens x 2 halves = 12 accumulators. */
+#define TILE_R 3
+#define TILE_T 2
+_Static_assert(TILE_R <= PL_MATMUL_ROWS, "scratch holds a tile of rows");
+
+/* y[t*ys + r] for r < R, t < T: rows w[r] (dequantized floats) times tokens
+ * x + t*xs, n values. */
+static inline __attribute__((always_inline)) void tile_body(const int R, const int T, const float *const *w,
+                                                            const float *x, int64_t xs, int64_t n, float *y,
+                                                            int64_t ys) {
+    __m256 acc[TILE_R][TILE_T][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 xv[TILE_T];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x + t * xs + i + 8 * h);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m256 wv = _mm256_loadu_ps(w[r] + i + 8 * h);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) acc[r][t][h] = _mm256_fmadd_ps(wv, xv[t], acc[r][t][h]);
+            }
+        }
+    }
+    if (i < n) { /* tail: lanes past n keep their sums (FMA on zeros, then blend) */
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i rem = _mm256_set1_epi32((int)(n - i));
+        const __m256i m[2] = {_mm256_cmpgt_epi32(rem, lane),
+                              _mm256_cmpgt_epi32(rem, _mm256_add_epi32(lane, _mm256_set1_epi32(8)))};
+        for (int h = 0; h < 2; h++) {
+            for (int r = 0; r < R; r++) {
+                const __m256 wv = _mm256_maskload_ps(w[r] + i + 8 * h, m[h]);
+                for (int t = 0; t < T; t++) {
+                    const __m256 f = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + t * xs + i + 8 * h, m[h]), acc[r][t][h]);
+                    acc[r][t][h] = _mm256_blendv_ps(acc[r][t][h], f, _mm256_castsi256_ps(m[h]));
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) y[t * ys + r] = hsum16(acc[r][t][0], acc[r][t][1]);
+}
+
+typedef void (*tile_fn)(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys);
+#define TILE_FN(R, T)                                                                                              \
+    static void tile_##R##_##T(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys) { \
+        tile_body(R, T, w, x, xs, n, y, ys);                                                                       \
+    }
+TILE_FN(1, 1)
+TILE_FN(1, 2)
+TILE_FN(2, 1)
+TILE_FN(2, 2)
+TILE_FN(3, 1)
+TILE_FN(3, 2)
+_Static_assert(TILE_R == 3 && TILE_T == 2, "tile table matches TILE_R x TILE_T");
+static const tile_fn k_tiles[TILE_R][TILE_T] = {{tile_1_1, tile_1_2}, {tile_2_1, tile_2_2}, {tile_3_1, tile_3_2}};
+
+/* Tokens swept per pass over the rows: all of them up to 64 (each weight
+ * byte read once per call), more while their activations fit in ~512 KiB of
+ * L2; a long prefill re-reads (and re-dequantizes) the weights once per
+ * group instead of streaming every activation from L3 once per row tile.
+ * Grouping never changes a (row, token) result. */
+static int64_t token_group(int64_t n) {
+    int64_t g = ((int64_t)1 << 19) / (4 * (n > 0 ? n : 1));
+    if (g < 64) g = 64;
+    return g / TILE_T * TILE_T;
+}
+
+/* Per token group, per block of TILE_R rows: dequantize each row once into
+ * scratch (F32 rows are read in place when aligned), then sweep the group's
+ * tokens in TILE_T tiles. */
+void pl_matmul_avx2(pl_to_float_fn to_float, const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
+                    const float *x, int64_t xs, int64_t nt, float *y, int64_t ys, float *scratch) {
+    const int64_t ld = (n + 15) / 16 * 16;
+    float *sc = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    const int64_t group = token_group(n);
+    for (int64_t g0 = 0; g0 < nt; g0 += group) {
+        const int64_t gn = nt - g0 < group ? nt - g0 : group;
+        const float *xg = x + g0 * xs;
+        float *yg = y + g0 * ys;
+        for (int64_t rb = r0; rb < r1; rb += TILE_R) {
+            const int R = (int)(r1 - rb < TILE_R ? r1 - rb : TILE_R);
+            const float *w[TILE_R];
+            for (int r = 0; r < R; r++) {
+                const uint8_t *row = (const uint8_t *)W + (size_t)(rb + r) * rs;
+                if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w[r] = (const float *)(const void *)row;
+                else {
+                    to_float(row, sc + r * ld, n);
+                    w[r] = sc + r * ld;
+                }
+            }
+            const tile_fn full = k_tiles[R - 1][TILE_T - 1];
+            int64_t t = 0;
+            for (; t + TILE_T <= gn; t += TILE_T) full(w, xg + t * xs, xs, n, yg + t * ys + rb, ys);
+            if (t < gn) k_tiles[R - 1][gn - t - 1](w, xg + t * xs, xs, n, yg + t * ys + rb, ys);
         }
     }
 }

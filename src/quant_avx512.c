@@ -1,6 +1,9 @@
 /* quant_avx512.c — AVX-512 (F/BW/VL/DQ; compiled also with VNNI/BF16, FMA,
- * F16C) kernels: the float dot product and dequantizers for every supported
- * quantized type. Only quant.c calls these, after checking the CPU.
+ * F16C) kernels: the float dot product, dequantizers for every supported
+ * quantized type, and the matmul body (a 6-row x 4-token register tile over
+ * dequantized rows; fused dequantize+FMA kernels for one token). Only quant.c
+ * calls these, after checking the CPU. The matmul keeps the canonical order
+ * of pl_matmul_rows (quant.h) on every path.
  *
  * Dequantizers reproduce the scalar references in quant.c bit for bit: the
  * same integer quant, converted exactly to float, then the same float
@@ -9,6 +12,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "gguf.h"
 #include "quant_isa.h"
 
 #if defined(__clang__)
@@ -230,6 +234,359 @@ void pl_to_float_q6_k_avx512(const void *src, float *dst, int64_t n) {
                 _mm512_storeu_ps(y + 64, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 4]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, k32))));
                 _mm512_storeu_ps(y + 96, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 6]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, k32))));
             }
+        }
+    }
+}
+
+/* ---- matmul (canonical order of pl_matmul_rows) --------------------------- */
+
+/* The fixed reduction: lanes l += l+8, l += l+4, l += l+2, then [0] + [1]. */
+static inline float hsum16(__m512 a) {
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/* Register tile: TILE_R dequantized rows x TILE_T tokens, one 16-lane
+ * accumulator each (24 of the 32 zmm registers). */
+#define TILE_R PL_MATMUL_ROWS
+#define TILE_T 4
+
+/* y[t*ys + r] for r < R, t < T: rows w[r] (dequantized floats) times tokens
+ * x + t*xs, n values; each weight load feeds T FMAs, each activation load R. */
+static inline __attribute__((always_inline)) void tile_body(const int R, const int T, const float *const *w,
+                                                            const float *x, int64_t xs, int64_t n, float *y,
+                                                            int64_t ys) {
+    __m512 acc[TILE_R][TILE_T];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[TILE_T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps(x + t * xs + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const __m512 wv = _mm512_loadu_ps(w[r] + i);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    if (i < n) { /* tail: lanes past n keep their sums (mask3 FMA) */
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 xv[TILE_T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) xv[t] = _mm512_maskz_loadu_ps(m, x + t * xs + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const __m512 wv = _mm512_maskz_loadu_ps(m, w[r] + i);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) y[t * ys + r] = hsum16(acc[r][t]);
+}
+
+typedef void (*tile_fn)(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys);
+#define TILE_FN(R, T)                                                                                              \
+    static void tile_##R##_##T(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys) { \
+        tile_body(R, T, w, x, xs, n, y, ys);                                                                       \
+    }
+#define TILE_ROW(R) TILE_FN(R, 1) TILE_FN(R, 2) TILE_FN(R, 3) TILE_FN(R, 4)
+TILE_ROW(1)
+TILE_ROW(2)
+TILE_ROW(3)
+TILE_ROW(4)
+TILE_ROW(5)
+TILE_ROW(6)
+#define TILE_ENTRY(R) {tile_##R##_1, tile_##R##_2, tile_##R##_3, tile_##R##_4}
+_Static_assert(TILE_R == 6 && TILE_T == 4, "tile table matches TILE_R x TILE_T");
+static const tile_fn k_tiles[TILE_R][TILE_T] = {TILE_ENTRY(1), TILE_ENTRY(2), TILE_ENTRY(3),
+                                                TILE_ENTRY(4), TILE_ENTRY(5), TILE_ENTRY(6)};
+
+/* ---- fused decode: dequantize one block into registers and FMA it ---------
+ * Each fma_* takes block p, the matching activations x and the row's
+ * accumulator, and applies the block's 16-value chunks in order; the
+ * dequantized vectors are computed exactly as the to_float kernels above. */
+
+static inline __attribute__((always_inline)) __m512 fma_f16(const uint8_t *p, const float *x, __m512 acc) {
+    return _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)), _mm512_loadu_ps(x), acc);
+}
+
+static inline __attribute__((always_inline)) __m512 fma_bf16(const uint8_t *p, const float *x, __m512 acc) {
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), _mm512_loadu_ps(x), acc);
+}
+
+static inline __attribute__((always_inline)) __m512 fma_q8_0(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q8_0 *b = (const pl_block_q8_0 *)(const void *)p;
+    const __m512 d = _mm512_set1_ps(h2f(b->d));
+    const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->qs));
+    const __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + 16)));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q0), d), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q1), d), _mm512_loadu_ps(x + 16), acc);
+}
+
+/* Q4_0 through a 16-entry table: lut[i] = (float)(i - 8) * d, the same
+ * product as the reference, picked by the nibble (VPERMPS uses 4 index bits). */
+static inline __attribute__((always_inline)) __m512 fma_q4_0(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q4_0 *b = (const pl_block_q4_0 *)(const void *)p;
+    const __m512 iota = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512 lut = _mm512_mul_ps(iota, _mm512_set1_ps(h2f(b->d)));
+    const __m512i v = load_u8x16(b->qs);
+    acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut), _mm512_loadu_ps(x + 16), acc);
+}
+
+static inline __attribute__((always_inline)) __m512 fma_q4_1(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q4_1 *b = (const pl_block_q4_1 *)(const void *)p;
+    const __m512i k15 = _mm512_set1_epi32(15);
+    const __m512 d = _mm512_set1_ps(h2f(b->d)), m = _mm512_set1_ps(h2f(b->m));
+    const __m512i v = load_u8x16(b->qs);
+    const __m512i lo = _mm512_and_si512(v, k15), hi = _mm512_srli_epi32(v, 4);
+    acc = _mm512_fmadd_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), m), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), m), _mm512_loadu_ps(x + 16), acc);
+}
+
+/* Q5_0 through a 32-entry table: lut[i] = (float)(i - 16) * d, picked by the
+ * 5-bit quant (VPERMT2PS: bit 4 selects the upper 16 entries). */
+static inline __attribute__((always_inline)) __m512 fma_q5_0(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q5_0 *b = (const pl_block_q5_0 *)(const void *)p;
+    const __m512i k15 = _mm512_set1_epi32(15), k16 = _mm512_set1_epi32(16);
+    const __m512 lo_iota = _mm512_setr_ps(-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1);
+    const __m512 hi_iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 d = _mm512_set1_ps(h2f(b->d));
+    const __m512 lut0 = _mm512_mul_ps(lo_iota, d), lut1 = _mm512_mul_ps(hi_iota, d);
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    const __m512i v = load_u8x16(b->qs);
+    const __m512i lo = _mm512_mask_or_epi32(_mm512_and_si512(v, k15), (__mmask16)qh, _mm512_and_si512(v, k15), k16);
+    const __m512i hi = _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
+    acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(lut0, lo, lut1), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_permutex2var_ps(lut0, hi, lut1), _mm512_loadu_ps(x + 16), acc);
+}
+
+static inline __attribute__((always_inline)) __m512 fma_q5_1(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q5_1 *b = (const pl_block_q5_1 *)(const void *)p;
+    const __m512i k15 = _mm512_set1_epi32(15), k16 = _mm512_set1_epi32(16);
+    const __m512 d = _mm512_set1_ps(h2f(b->d)), m = _mm512_set1_ps(h2f(b->m));
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    const __m512i v = load_u8x16(b->qs);
+    const __m512i lo = _mm512_mask_or_epi32(_mm512_and_si512(v, k15), (__mmask16)qh, _mm512_and_si512(v, k15), k16);
+    const __m512i hi = _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
+    acc = _mm512_fmadd_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), m), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), m), _mm512_loadu_ps(x + 16), acc);
+}
+
+/* ds * (float)q - ms, as store_dq_min computes it. */
+static inline __m512 dq_min(__m512i q, float ds, float ms) {
+    return _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(ds), _mm512_cvtepi32_ps(q)), _mm512_set1_ps(ms));
+}
+
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a Q4_K/Q5_K block,
+ * unpacked with 32-bit masks; the same values as pl_k_scale_min. */
+static inline void k_unpack(const uint8_t *scales, uint8_t out[16]) {
+    uint32_t u[4];
+    memcpy(u, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    const uint32_t mins_lo = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = mins_lo;
+    u[0] &= km1;
+    memcpy(out, u, 16);
+}
+
+/* Q4_K through one 16-entry table per 32-value sub-block j:
+ * lut_j[i] = ds_j * (float)i - ms_j (ds_j = d * sc_j, ms_j = dmin * m_j),
+ * exactly the reference's two roundings, picked by the nibble. */
+static inline __attribute__((always_inline)) __m512 fma_q4_k(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q4_k *b = (const pl_block_q4_k *)(const void *)p;
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint8_t sm[16];
+    k_unpack(b->scales, sm);
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sm)));
+    /* lanes 0..7: d * sc_j; lanes 8..15: dmin * m_j */
+    const __m512 dm = _mm512_mul_ps(f, _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(b->d)), _mm512_set1_ps(h2f(b->dmin))));
+    float dms[16];
+    _mm512_storeu_ps(dms, dm);
+    const uint8_t *q = b->qs;
+    for (int j = 0; j < 4; j++, q += 32, x += 64) {
+        const __m512 lut0 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dms[2 * j]), iota), _mm512_set1_ps(dms[8 + 2 * j]));
+        const __m512 lut1 =
+            _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dms[2 * j + 1]), iota), _mm512_set1_ps(dms[8 + 2 * j + 1]));
+        const __m512i v0 = load_u8x16(q), v1 = load_u8x16(q + 16);
+        acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(v0, lut0), _mm512_loadu_ps(x), acc);
+        acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(v1, lut0), _mm512_loadu_ps(x + 16), acc);
+        acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut1), _mm512_loadu_ps(x + 32), acc);
+        acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut1), _mm512_loadu_ps(x + 48), acc);
+    }
+    return acc;
+}
+
+static inline __attribute__((always_inline)) __m512 fma_q5_k(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q5_k *b = (const pl_block_q5_k *)(const void *)p;
+    const __m512i k15 = _mm512_set1_epi32(15), k16 = _mm512_set1_epi32(16);
+    float ds[8], ms[8];
+    k_scales(b->scales, h2f(b->d), h2f(b->dmin), ds, ms);
+    const __m512i h0 = load_u8x16(b->qh), h1 = load_u8x16(b->qh + 16);
+    const uint8_t *q = b->qs;
+    for (int j = 0; j < 4; j++, q += 32, x += 64) {
+        const __m512i u1 = _mm512_set1_epi32(1 << (2 * j)), u2 = _mm512_set1_epi32(2 << (2 * j));
+        const __m512i v0 = load_u8x16(q), v1 = load_u8x16(q + 16);
+        __m512i a = _mm512_and_si512(v0, k15), c = _mm512_and_si512(v1, k15);
+        __m512i e = _mm512_srli_epi32(v0, 4), f = _mm512_srli_epi32(v1, 4);
+        a = _mm512_mask_add_epi32(a, _mm512_test_epi32_mask(h0, u1), a, k16);
+        c = _mm512_mask_add_epi32(c, _mm512_test_epi32_mask(h1, u1), c, k16);
+        e = _mm512_mask_add_epi32(e, _mm512_test_epi32_mask(h0, u2), e, k16);
+        f = _mm512_mask_add_epi32(f, _mm512_test_epi32_mask(h1, u2), f, k16);
+        acc = _mm512_fmadd_ps(dq_min(a, ds[2 * j], ms[2 * j]), _mm512_loadu_ps(x), acc);
+        acc = _mm512_fmadd_ps(dq_min(c, ds[2 * j], ms[2 * j]), _mm512_loadu_ps(x + 16), acc);
+        acc = _mm512_fmadd_ps(dq_min(e, ds[2 * j + 1], ms[2 * j + 1]), _mm512_loadu_ps(x + 32), acc);
+        acc = _mm512_fmadd_ps(dq_min(f, ds[2 * j + 1], ms[2 * j + 1]), _mm512_loadu_ps(x + 48), acc);
+    }
+    return acc;
+}
+
+static inline __attribute__((always_inline)) __m512 fma_q6_k(const uint8_t *p, const float *x, __m512 acc) {
+    const pl_block_q6_k *b = (const pl_block_q6_k *)(const void *)p;
+    const __m512i k15 = _mm512_set1_epi32(15), k3 = _mm512_set1_epi32(3), k32 = _mm512_set1_epi32(32);
+    const float d = h2f(b->d);
+    const uint8_t *ql = b->ql, *qh = b->qh;
+    const int8_t *sc = b->scales;
+    for (int h = 0; h < 2; h++, x += 128, ql += 64, qh += 32, sc += 8) {
+        __m512 v[8]; /* v[2k + c]: values 32k + 16c .. +16 of this half */
+        for (int c = 0; c < 2; c++) {
+            const __m512i a = load_u8x16(ql + 16 * c), e = load_u8x16(ql + 32 + 16 * c);
+            const __m512i hb = load_u8x16(qh + 16 * c);
+            const __m512i q1 = _mm512_or_si512(_mm512_and_si512(a, k15), _mm512_slli_epi32(_mm512_and_si512(hb, k3), 4));
+            const __m512i q2 = _mm512_or_si512(_mm512_and_si512(e, k15),
+                                               _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), k3), 4));
+            const __m512i q3 = _mm512_or_si512(_mm512_srli_epi32(a, 4),
+                                               _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 4), k3), 4));
+            const __m512i q4 = _mm512_or_si512(_mm512_srli_epi32(e, 4), _mm512_slli_epi32(_mm512_srli_epi32(hb, 6), 4));
+            v[c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q1, k32)));
+            v[2 + c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 2]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q2, k32)));
+            v[4 + c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 4]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, k32)));
+            v[6 + c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 6]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, k32)));
+        }
+        for (int c = 0; c < 8; c++) acc = _mm512_fmadd_ps(v[c], _mm512_loadu_ps(x + 16 * c), acc);
+    }
+    return acc;
+}
+
+/* Rows processed together by the fused decode kernels (independent FMA chains). */
+#define FUSED_R 8
+
+/* fused_NAME: y[r] for r in [r0, r1), one token, rows of n values in blocks
+ * of BS values / BB bytes; FUSED_R rows at a time, then single rows. */
+#define DEFINE_FUSED(NAME, BS, BB)                                                                               \
+    static void fused_##NAME(const uint8_t *W, size_t rs, int64_t n, int64_t r0, int64_t r1, const float *x,      \
+                             float *y) {                                                                         \
+        const int64_t nb = n / (BS);                                                                             \
+        int64_t r = r0;                                                                                          \
+        for (; r + FUSED_R <= r1; r += FUSED_R) {                                                                \
+            const uint8_t *p = W + (size_t)r * rs;                                                               \
+            __m512 a[FUSED_R];                                                                                   \
+            _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) a[k] = _mm512_setzero_ps();                \
+            for (int64_t b = 0; b < nb; b++) {                                                                   \
+                const float *xb = x + b * (BS);                                                                  \
+                const uint8_t *pb = p + (size_t)b * (BB);                                                        \
+                _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) a[k] = fma_##NAME(pb + k * rs, xb, a[k]); \
+            }                                                                                                    \
+            _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) y[r + k] = hsum16(a[k]);                   \
+        }                                                                                                        \
+        for (; r < r1; r++) {                                                                                    \
+            const uint8_t *p = W + (size_t)r * rs;                                                               \
+            __m512 a0 = _mm512_setzero_ps();                                                                     \
+            for (int64_t b = 0; b < nb; b++) a0 = fma_##NAME(p + (size_t)b * (BB), x + b * (BS), a0);            \
+            y[r] = hsum16(a0);                                                                                   \
+        }                                                                                                        \
+    }
+DEFINE_FUSED(f16, 16, 32)
+DEFINE_FUSED(bf16, 16, 32)
+DEFINE_FUSED(q4_0, PL_QK, sizeof(pl_block_q4_0))
+DEFINE_FUSED(q4_1, PL_QK, sizeof(pl_block_q4_1))
+DEFINE_FUSED(q5_0, PL_QK, sizeof(pl_block_q5_0))
+DEFINE_FUSED(q5_1, PL_QK, sizeof(pl_block_q5_1))
+DEFINE_FUSED(q8_0, PL_QK, sizeof(pl_block_q8_0))
+DEFINE_FUSED(q4_k, PL_QK_K, sizeof(pl_block_q4_k))
+DEFINE_FUSED(q5_k, PL_QK_K, sizeof(pl_block_q5_k))
+DEFINE_FUSED(q6_k, PL_QK_K, sizeof(pl_block_q6_k))
+
+typedef void (*fused_fn)(const uint8_t *W, size_t rs, int64_t n, int64_t r0, int64_t r1, const float *x, float *y);
+
+/* The fused decode kernel for type (NULL: use the tiled path). */
+static fused_fn fused_for(uint32_t type, int64_t n) {
+    switch (type) {
+    case GGML_F16: return n % 16 == 0 ? fused_f16 : NULL;
+    case GGML_BF16: return n % 16 == 0 ? fused_bf16 : NULL;
+    case GGML_Q4_0: return fused_q4_0;
+    case GGML_Q4_1: return fused_q4_1;
+    case GGML_Q5_0: return fused_q5_0;
+    case GGML_Q5_1: return fused_q5_1;
+    case GGML_Q8_0: return fused_q8_0;
+    case GGML_Q4_K: return fused_q4_k;
+    case GGML_Q5_K: return fused_q5_k;
+    case GGML_Q6_K: return fused_q6_k;
+    default: return NULL;
+    }
+}
+
+/* Tokens swept per pass over the rows: all of them up to 64 (each weight
+ * byte read once per call), more while their activations fit in ~512 KiB of
+ * L2; a long prefill re-reads (and re-dequantizes) the weights once per
+ * group instead of streaming every activation from L3 once per row tile.
+ * Grouping never changes a (row, token) result. */
+static int64_t token_group(int64_t n) {
+    int64_t g = ((int64_t)1 << 19) / (4 * (n > 0 ? n : 1));
+    if (g < 64) g = 64;
+    return g / TILE_T * TILE_T;
+}
+
+/* Single token: fused kernels where the type has one (y has stride ys for
+ * t = 0 only, so its rows are contiguous); otherwise the tiled path below.
+ * Several tokens: per block of TILE_R rows, dequantize each row once into
+ * scratch (F32 rows are read in place when aligned), then sweep the tokens
+ * (of one token group) in TILE_T tiles. */
+void pl_matmul_avx512(pl_to_float_fn to_float, const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0,
+                      int64_t r1, const float *x, int64_t xs, int64_t nt, float *y, int64_t ys, float *scratch) {
+    if (nt == 1) {
+        const fused_fn f = fused_for(type, n);
+        if (f) {
+            f((const uint8_t *)W, rs, n, r0, r1, x, y);
+            return;
+        }
+    }
+    const int64_t ld = (n + 15) / 16 * 16;
+    float *sc = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    const int64_t group = token_group(n);
+    for (int64_t g0 = 0; g0 < nt; g0 += group) {
+        const int64_t gn = nt - g0 < group ? nt - g0 : group;
+        const float *xg = x + g0 * xs;
+        float *yg = y + g0 * ys;
+        for (int64_t rb = r0; rb < r1; rb += TILE_R) {
+            const int R = (int)(r1 - rb < TILE_R ? r1 - rb : TILE_R);
+            const float *w[TILE_R];
+            for (int r = 0; r < R; r++) {
+                const uint8_t *row = (const uint8_t *)W + (size_t)(rb + r) * rs;
+                if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w[r] = (const float *)(const void *)row;
+                else {
+                    to_float(row, sc + r * ld, n);
+                    w[r] = sc + r * ld;
+                }
+            }
+            const tile_fn full = k_tiles[R - 1][TILE_T - 1];
+            int64_t t = 0;
+            for (; t + TILE_T <= gn; t += TILE_T) full(w, xg + t * xs, xs, n, yg + t * ys + rb, ys);
+            if (t < gn) k_tiles[R - 1][gn - t - 1](w, xg + t * xs, xs, n, yg + t * ys + rb, ys);
         }
     }
 }

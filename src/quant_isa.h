@@ -8,7 +8,10 @@
 #ifndef PL_QUANT_ISA_H
 #define PL_QUANT_ISA_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "quant.h"
 
 /* Values per block of the legacy (32) and K-quant (256) formats. */
 #define PL_QK 32
@@ -85,6 +88,9 @@ static inline void pl_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t 
 }
 
 /* ---- AVX2 + FMA + F16C (quant_avx2.c) ---------------------------------- */
+/* Matmul body in the canonical order of pl_matmul_rows (16 lanes as 2 x 8). */
+void pl_matmul_avx2(pl_to_float_fn to_float, const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
+                    const float *x, int64_t xs, int64_t nt, float *y, int64_t ys, float *scratch);
 float pl_dot_avx2(const float *a, const float *b, int64_t n);
 void pl_to_float_f16_avx2(const void *src, float *dst, int64_t n);
 void pl_to_float_bf16_avx2(const void *src, float *dst, int64_t n);
@@ -98,6 +104,9 @@ void pl_to_float_q5_k_avx2(const void *src, float *dst, int64_t n);
 void pl_to_float_q6_k_avx2(const void *src, float *dst, int64_t n);
 
 /* ---- AVX-512 F/BW/VL/DQ (+VNNI/BF16 reserved) (quant_avx512.c) --------- */
+/* Matmul body in the canonical order of pl_matmul_rows. */
+void pl_matmul_avx512(pl_to_float_fn to_float, const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0,
+                      int64_t r1, const float *x, int64_t xs, int64_t nt, float *y, int64_t ys, float *scratch);
 float pl_dot_avx512(const float *a, const float *b, int64_t n);
 void pl_to_float_f16_avx512(const void *src, float *dst, int64_t n);
 void pl_to_float_bf16_avx512(const void *src, float *dst, int64_t n);

@@ -6,8 +6,9 @@
  *   3. hand-built blocks with known values (pins every block layout);
  *   4. fp16 / bf16 conversions: rounding, inf, NaN, subnormals;
  *   5. pl_matmul_rows against a double-precision reference;
- *   6. determinism: a row's result does not depend on n_tok, row range or
- *      thread count;
+ *   6. determinism: a row's result does not depend on n_tok, token offset,
+ *      row range, single-row calls or thread count, and scalar, avx2 and
+ *      avx512 give the same bits (one canonical order, see quant.h);
  *   7. the thread pool: every share runs once per run, many runs, sizes 1..4,
  *      with idle gaps long enough for workers to sleep. */
 #include <math.h>
@@ -443,77 +444,146 @@ typedef struct mm_job {
     uint32_t type;
     int64_t n_in, n_out, n_tok;
     const float *x;
+    int64_t x_stride;
     float *y;
-    float *scratch; /* nth * n_in floats */
+    float *scratch; /* nth * PL_MATMUL_SCRATCH(n_in) floats */
 } mm_job;
 
 /* Thread-pool task: rows split evenly over nth shares. */
 static void mm_task(void *arg, int ith, int nth) {
     mm_job *j = arg;
     int64_t r0 = j->n_out * ith / nth, r1 = j->n_out * (ith + 1) / nth;
-    pl_matmul_rows(j->k, j->W, j->type, j->n_in, r0, r1, j->x, j->n_in, j->n_tok, j->y, j->n_out,
-                   j->scratch + (size_t)ith * j->n_in);
+    pl_matmul_rows(j->k, j->W, j->type, j->n_in, r0, r1, j->x, j->x_stride, j->n_tok, j->y, j->n_out,
+                   j->scratch + (size_t)ith * (size_t)PL_MATMUL_SCRATCH(j->n_in));
+}
+
+/* Row lengths for the matmul tests: every type takes the multiples of 256;
+ * 576 and 896 only 32-block types; 37 and 100 (tails) only F32/F16/BF16. */
+static const int64_t k_mm_lens[] = {32, 256, 576, 896, 1536, 4864, 37, 100};
+enum { MM_OUT = 13, MM_TOK = 70, MM_MAXN = 4864 }; /* 70 tokens: two token groups at n = 4864 */
+
+/* Number of y values (over n_tok tokens, rows [0, MM_OUT)) that differ in
+ * bits from want (token stride MM_OUT). */
+static int mm_diff(const float *got, int64_t got_ys, const float *want, int64_t t0, int64_t nt, int64_t r0, int64_t r1) {
+    int d = 0;
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t r = r0; r < r1; r++) d += fbits(got[t * got_ys + r]) != fbits(want[(t0 + t) * MM_OUT + r]);
+    return d;
 }
 
 static void test_matmul(void) {
-    enum { N_IN = 512, N_OUT = 37, N_TOK = 5, XS = N_IN + 3, YS = N_OUT + 2 };
-    uint8_t *W = malloc(pl_row_size(GGML_F32, (int64_t)N_IN * N_OUT));
-    float *x = malloc(sizeof(float) * XS * N_TOK), *y = malloc(sizeof(float) * YS * N_TOK);
-    float *y1 = malloc(sizeof(float) * N_OUT), *y2 = malloc(sizeof(float) * N_OUT * N_TOK);
-    float *scratch = malloc(sizeof(float) * N_IN * 4), *wrow = malloc(sizeof(float) * N_IN);
+    const int64_t XS = MM_MAXN + 5, SCR = PL_MATMUL_SCRATCH(MM_MAXN);
+    uint8_t *Wbuf = malloc(pl_row_size(GGML_F32, (int64_t)MM_MAXN * MM_OUT) + 64);
+    float *x = malloc(sizeof(float) * (size_t)XS * MM_TOK);
+    float *yfull = malloc(sizeof(float) * MM_OUT * MM_TOK), *y = malloc(sizeof(float) * (MM_OUT + 3) * MM_TOK);
+    float *yisa[3] = {malloc(sizeof(float) * MM_OUT * MM_TOK), malloc(sizeof(float) * MM_OUT * MM_TOK),
+                      malloc(sizeof(float) * MM_OUT * MM_TOK)};
+    bool have_isa[3] = {false, false, false};
+    float *scratch = malloc(sizeof(float) * (size_t)(SCR * 3 + 1)), *wrow = malloc(sizeof(float) * MM_MAXN);
+    float *xc = malloc(sizeof(float) * (size_t)MM_MAXN * MM_TOK);
     pl_threadpool *pools[3] = {pl_threadpool_create(1), pl_threadpool_create(2), pl_threadpool_create(3)};
-    for (int i = 0; i < XS * N_TOK; i++) x[i] = rndf(-1, 1);
-    for (size_t ii = 0; ii < 3; ii++) {
-        const pl_kernels *k = pl_kernels_for(k_isas[ii]);
-        if (!k) continue;
-        for (size_t ti = 0; ti < N_TYPES; ti++) {
-            const uint32_t t = k_types[ti];
-            const pl_type_traits *tr = pl_type_traits_get(t);
-            const size_t rs = pl_row_size(t, N_IN);
-            fill_random(t, W, (int64_t)N_IN * N_OUT, false);
-            for (int i = 0; i < YS * N_TOK; i++) y[i] = -777.0f;
-            pl_matmul_rows(k, W, t, N_IN, 0, N_OUT, x, XS, N_TOK, y, YS, scratch);
-            int bad = 0, untouched = 1;
-            for (int r = 0; r < N_OUT; r++) {
-                tr->to_float_ref(W + r * rs, wrow, N_IN);
-                for (int tk = 0; tk < N_TOK; tk++) {
-                    double s = 0, mag = 0;
-                    for (int i = 0; i < N_IN; i++) {
-                        s += (double)wrow[i] * x[tk * XS + i];
-                        mag += fabs((double)wrow[i] * x[tk * XS + i]);
+    for (int64_t i = 0; i < XS * MM_TOK; i++) x[i] = rndf(-1, 1);
+    int cross_isa_diff = 0, cross_isa_cases = 0;
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const uint32_t t = k_types[ti];
+        const pl_type_traits *tr = pl_type_traits_get(t);
+        for (size_t li = 0; li < sizeof k_mm_lens / sizeof k_mm_lens[0]; li++) {
+            const int64_t n = k_mm_lens[li];
+            if (n % tr->blck_size) continue;
+            if (n % 32 && tr->blck_size != 1) continue;
+            if ((n == 37 || n == 100) && tr->blck_size != 1) continue;
+            const size_t rs = pl_row_size(t, n);
+            /* F32 rows at an odd address take the copy path, else read in place */
+            uint8_t *W = Wbuf + (t == GGML_F32 && li % 2 ? 2 : 0);
+            fill_random(t, W, n * MM_OUT, false);
+            for (size_t ii = 0; ii < 3; ii++) {
+                const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+                have_isa[ii] = k != NULL;
+                if (!k) continue;
+                float *scr = scratch + 1; /* 4-byte aligned only */
+                /* 5. the full product against a double-precision reference */
+                pl_matmul_rows(k, W, t, n, 0, MM_OUT, x, XS, MM_TOK, yfull, MM_OUT, scr);
+                memcpy(yisa[ii], yfull, sizeof(float) * MM_OUT * MM_TOK);
+                int bad = 0;
+                for (int r = 0; r < MM_OUT; r++) {
+                    tr->to_float_ref(W + r * rs, wrow, n);
+                    for (int tk = 0; tk < MM_TOK; tk++) {
+                        double s = 0, mag = 0;
+                        for (int64_t i = 0; i < n; i++) {
+                            s += (double)wrow[i] * x[tk * XS + i];
+                            mag += fabs((double)wrow[i] * x[tk * XS + i]);
+                        }
+                        if (!(fabs(yfull[tk * MM_OUT + r] - s) <= MATMUL_REL_TOL * mag + 1e-30)) bad++;
                     }
-                    if (!(fabs(y[tk * YS + r] - s) <= MATMUL_REL_TOL * mag + 1e-30)) bad++;
                 }
-            }
-            for (int tk = 0; tk < N_TOK; tk++)
-                for (int r = N_OUT; r < YS; r++) untouched &= y[tk * YS + r] == -777.0f;
-            CHECK(bad == 0, "%s %s matmul: %d outputs off the double reference", k->isa, tr->name, bad);
-            CHECK(untouched, "%s %s matmul wrote outside [r0, r1)", k->isa, tr->name);
+                CHECK(bad == 0, "%s %s n=%lld matmul: %d outputs off the double reference", k->isa, tr->name,
+                      (long long)n, bad);
 
-            /* 6. determinism: token 3 alone, row range pieces, thread counts */
-            int nondet = 0;
-            pl_matmul_rows(k, W, t, N_IN, 0, 11, x + 3 * XS, XS, 1, y1, 1, scratch);
-            pl_matmul_rows(k, W, t, N_IN, 11, N_OUT, x + 3 * XS, XS, 1, y1, 1, scratch);
-            for (int r = 0; r < N_OUT; r++) nondet += fbits(y1[r]) != fbits(y[3 * YS + r]);
-            for (int p = 0; p < 3; p++) {
-                if (!pools[p]) continue;
-                float *xc = malloc(sizeof(float) * N_IN * N_TOK);
-                for (int tk = 0; tk < N_TOK; tk++) memcpy(xc + tk * N_IN, x + tk * XS, sizeof(float) * N_IN);
-                mm_job j = {k, W, t, N_IN, N_OUT, N_TOK, xc, y2, scratch};
-                pl_threadpool_run(pools[p], mm_task, &j);
-                for (int tk = 0; tk < N_TOK; tk++)
-                    for (int r = 0; r < N_OUT; r++) nondet += fbits(y2[tk * N_OUT + r]) != fbits(y[tk * YS + r]);
-                free(xc);
+                /* 6. determinism: every n_tok (at varying token offsets), row
+                 * ranges cut anywhere, single-row calls on a row pointer */
+                int nondet = 0, outside = 0;
+                static const int64_t ntoks[] = {1, 3, 7, 16, 45, 70};
+                for (size_t q = 0; q < sizeof ntoks / sizeof ntoks[0]; q++) {
+                    const int64_t nt = ntoks[q], t0 = (MM_TOK - nt) * (int64_t)q / 5;
+                    for (int64_t i = 0; i < (MM_OUT + 3) * nt; i++) y[i] = -777.0f;
+                    const int64_t ys = MM_OUT + 3;
+                    /* rows cut at a point that moves with q, then one row alone */
+                    const int64_t cut = 1 + (int64_t)q * 3 % (MM_OUT - 2);
+                    pl_matmul_rows(k, W, t, n, 0, cut, x + t0 * XS, XS, nt, y, ys, scr);
+                    pl_matmul_rows(k, W, t, n, cut, MM_OUT - 1, x + t0 * XS, XS, nt, y, ys, scr);
+                    pl_matmul_rows(k, W, t, n, MM_OUT - 1, MM_OUT, x + t0 * XS, XS, nt, y, ys, scr);
+                    nondet += mm_diff(y, ys, yfull, t0, nt, 0, MM_OUT);
+                    for (int64_t tk = 0; tk < nt; tk++)
+                        for (int64_t r = MM_OUT; r < ys; r++) outside += y[tk * ys + r] != -777.0f;
+                    /* each row alone through a row pointer (r0 = 0, r1 = 1) */
+                    for (int64_t r = 0; r < MM_OUT; r++) {
+                        pl_matmul_rows(k, W + r * rs, t, n, 0, 1, x + t0 * XS, XS, nt, y + r, ys, scr);
+                    }
+                    nondet += mm_diff(y, ys, yfull, t0, nt, 0, MM_OUT);
+                }
+                /* every row range [r0, r1) with one token and with 7 */
+                for (int64_t r0 = 0; r0 < MM_OUT; r0 += 2)
+                    for (int64_t r1 = r0 + 1; r1 <= MM_OUT; r1 += 3) {
+                        pl_matmul_rows(k, W, t, n, r0, r1, x + 5 * XS, XS, 7, y, MM_OUT, scr);
+                        nondet += mm_diff(y, MM_OUT, yfull, 5, 7, r0, r1);
+                        pl_matmul_rows(k, W, t, n, r0, r1, x + 44 * XS, XS, 1, y, MM_OUT, scr);
+                        nondet += mm_diff(y, MM_OUT, yfull, 44, 1, r0, r1);
+                    }
+                /* thread pools of 1..3 (contiguous activations, x_stride = n) */
+                for (int tk = 0; tk < MM_TOK; tk++) memcpy(xc + tk * n, x + tk * XS, sizeof(float) * (size_t)n);
+                for (int p = 0; p < 3; p++) {
+                    if (!pools[p]) continue;
+                    mm_job j = {k, W, t, n, MM_OUT, MM_TOK, xc, n, y, scratch};
+                    pl_threadpool_run(pools[p], mm_task, &j);
+                    nondet += mm_diff(y, MM_OUT, yfull, 0, MM_TOK, 0, MM_OUT);
+                }
+                CHECK(nondet == 0, "%s %s n=%lld: %d results depend on n_tok/row range/threads", k->isa, tr->name,
+                      (long long)n, nondet);
+                CHECK(outside == 0, "%s %s n=%lld: matmul wrote outside [r0, r1)", k->isa, tr->name, (long long)n);
             }
-            CHECK(nondet == 0, "%s %s: %d results depend on n_tok/row range/threads", k->isa, tr->name, nondet);
+            /* one canonical order on every ISA: scalar, avx2 and avx512 agree */
+            for (size_t ii = 1; ii < 3; ii++) {
+                if (!have_isa[ii] || !have_isa[0]) continue;
+                cross_isa_cases++;
+                const int d = mm_diff(yisa[ii], MM_OUT, yisa[0], 0, MM_TOK, 0, MM_OUT);
+                if (d) fprintf(stderr, "  %s %s n=%lld: %d outputs differ from scalar\n", k_isas[ii], tr->name, (long long)n, d);
+                cross_isa_diff += d != 0;
+            }
         }
     }
+    CHECK(cross_isa_diff == 0, "%d of %d (type, length, ISA) matmuls not bitwise equal to the scalar reference",
+          cross_isa_diff, cross_isa_cases);
+    /* an unsupported type or a bad length gives NaN, never a read */
+    float yn[2] = {0, 0};
+    pl_matmul_rows(pl_kernels_get(), Wbuf, GGML_Q4_K, 100, 0, 2, x, XS, 1, yn, 2, scratch);
+    CHECK(isnan(yn[0]) && isnan(yn[1]), "bad row length gives NaN");
     for (int p = 0; p < 3; p++) pl_threadpool_free(pools[p]);
-    free(W);
+    for (int i = 0; i < 3; i++) free(yisa[i]);
+    free(Wbuf);
     free(x);
+    free(xc);
     free(y);
-    free(y1);
-    free(y2);
+    free(yfull);
     free(scratch);
     free(wrow);
 }
