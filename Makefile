@@ -21,7 +21,7 @@ endif
 # Never -ffast-math: probabilities and thresholds are computed on this path.
 CFLAGS := -std=c17 $(OPT) -g -fno-fast-math -D_GNU_SOURCE -Iinclude -Isrc $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
-LIBS := -lpcre2-8 -ljson-c -lyaml -lseccomp -lm -lpthread
+LIBS := -lpcre2-8 -ljson-c -lyaml -lseccomp -lcrypto -lm -lpthread
 
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
