@@ -930,7 +930,7 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
         fprintf(gp,
                 "set output 'reliability.png'\nset title 'Reliability (alpha = %g, ECE = %.3f)'\n"
                 "set xlabel 'mean predicted P(positive) in bin'\nset ylabel 'fraction positive'\n"
-                "set xrange [0:1]\nset yrange [0:1.02]\nset y2label 'items'\nset y2tics\nset ytics nomirror\n"
+                "set xrange [0:1]\nset yrange [0:1.02]\nset y2label 'items'\nset y2range [0:*]\nset y2tics\nset ytics nomirror\n"
                 "set style fill transparent solid 0.25\nset boxwidth 0.09\n"
                 "plot 'reliability.dat' using 1:4 axes x1y2 with boxes lc rgb 'gray' title 'items per bin', "
                 "x with lines dt 2 lc rgb 'black' title 'perfect calibration', "
