@@ -32,7 +32,9 @@ static const char usage_main[] =
     "  mkmodel                 write a random-weight GGUF model of a given shape\n"
     "  bench -m FILE.gguf      verify, then measure probe latency and throughput\n"
     "  run -m FILE.gguf --policy FILE -- CMD   run CMD as a governed agent (seccomp supervisor)\n"
+    "  broker -m FILE.gguf --policy FILE --socket PATH   act for an agent over a Unix socket (host functions)\n"
     "  eval -m FILE.gguf       evaluate on a labelled dataset: metrics, sweeps, plots, report\n"
+    "  audit verify FILE       check an audit log's hash chain; report the first broken record\n"
     "\n"
     "Run 'probelogits COMMAND --help' for a command's options.\n";
 
@@ -409,6 +411,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return cli_run_governed(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cli_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "broker")) return cli_broker(argc - 1, argv + 1);
+    if (!strcmp(cmd, "audit")) return cli_audit(argc - 1, argv + 1);
     char msg[128];
     snprintf(msg, sizeof msg, "unknown command '%s'", cmd);
     return cli_die_usage(usage_main, msg);

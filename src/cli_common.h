@@ -16,5 +16,7 @@ int cli_bench(int argc, char **argv);
 /* `probelogits run` with the model-backed decision engine. */
 int cli_run_governed(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_broker(int argc, char **argv); /* `broker`: serves the broker protocol (broker.h) */
+int cli_audit(int argc, char **argv); /* `audit verify FILE`: checks an audit log's hash chain */
 
 #endif

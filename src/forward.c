@@ -44,7 +44,7 @@ struct pl_session {
     float *q;                /* [PL_N_BATCH][q_dim] */
     float *kb, *vb;          /* [PL_N_BATCH][kv_dim] fresh keys / values before they enter the cache */
     float *hb, *hb2;         /* [PL_N_BATCH][n_ff] */
-    float *scores;           /* [n_threads][n_ctx] attention scores */
+    float *scores;           /* [n_threads][n_head/n_head_kv][n_ctx] attention scores of one GQA group */
     int32_t *key_slots;      /* [n_threads][n_ctx] cache slots each query attends to */
     float *scratch;          /* [n_threads][scratch_len] dequantized weight rows */
     int64_t scratch_len;
@@ -133,7 +133,8 @@ typedef struct att_task {
     int64_t n_tok;
 } att_task;
 
-/* Work items are (token, head) pairs split contiguously across threads.
+/* Work items are (token, key/value head) pairs split contiguously across
+ * threads; each runs the attention of the query heads of that GQA group.
  * Token t (cache slot slot0+t) attends to slots [0, shared_end) and then
  * [seq_begin[t], slot0+t]; keys are visited in slot order either way, so a
  * suffix evaluated as a fork of a cached prefix gives the same bits as the
@@ -142,39 +143,29 @@ static void att_worker(void *arg, int ith, int nth) {
     const att_task *t = arg;
     pl_session *s = t->s;
     const pl_hparams *hp = &s->model->hp;
-    const int64_t hd = hp->head_dim, items = t->n_tok * hp->n_head;
+    const int64_t hd = hp->head_dim, items = t->n_tok * hp->n_head_kv;
     const int32_t group = hp->n_head / hp->n_head_kv;
     const float *kc = s->k_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
     const float *vc = s->v_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
-    float *sc = s->scores + (int64_t)ith * s->n_ctx;
+    float *sc = s->scores + (int64_t)ith * group * s->n_ctx;
     int32_t *slots = s->key_slots + (int64_t)ith * s->n_ctx;
     const float scale = (float)(1.0 / sqrt((double)hd));
+    int64_t slots_for = -1; /* token whose key list is in slots */
+    int32_t n_keys = 0;
     for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
-        const int64_t tok = it / hp->n_head, h = it % hp->n_head, kvh = h / group;
-        const int32_t slot = s->slot0 + (int32_t)tok;
-        int32_t n_keys = 0;
-        for (int32_t j = 0; j < s->shared_end; j++) slots[n_keys++] = j;
-        for (int32_t j = s->tok_seq_begin[tok] > s->shared_end ? s->tok_seq_begin[tok] : s->shared_end; j <= slot; j++)
-            slots[n_keys++] = j;
-        const float *q = s->q + tok * s->q_dim + h * hd;
-        float mx = -INFINITY;
-        for (int32_t j = 0; j < n_keys; j++) {
-            sc[j] = s->kern->dot(q, kc + (int64_t)slots[j] * s->kv_dim + kvh * hd, hd) * scale;
-            if (sc[j] > mx) mx = sc[j];
+        const int64_t tok = it / hp->n_head_kv, kvh = it % hp->n_head_kv;
+        if (slots_for != tok) {
+            const int32_t slot = s->slot0 + (int32_t)tok;
+            n_keys = 0;
+            for (int32_t j = 0; j < s->shared_end; j++) slots[n_keys++] = j;
+            for (int32_t j = s->tok_seq_begin[tok] > s->shared_end ? s->tok_seq_begin[tok] : s->shared_end; j <= slot;
+                 j++)
+                slots[n_keys++] = j;
+            slots_for = tok;
         }
-        double sum = 0.0;
-        for (int32_t j = 0; j < n_keys; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        float *out = s->xb + tok * s->q_dim + h * hd;
-        for (int64_t d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int32_t j = 0; j < n_keys; j++) {
-            const float p = sc[j] * inv;
-            const float *v = vc + (int64_t)slots[j] * s->kv_dim + kvh * hd;
-            for (int64_t d = 0; d < hd; d++) out[d] += p * v[d];
-        }
+        const int64_t h0 = kvh * group;
+        s->kern->attn(s->q + tok * s->q_dim + h0 * hd, hd, group, kc + kvh * hd, vc + kvh * hd, s->kv_dim, slots,
+                      n_keys, hd, scale, s->xb + tok * s->q_dim + h0 * hd, hd, sc);
     }
 }
 
@@ -357,7 +348,7 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->vb = alloc_floats(B, (size_t)s->kv_dim, 1);
     s->hb = alloc_floats(B, F > W ? F : W, 1);
     s->hb2 = alloc_floats(B, F > W ? F : W, 1);
-    s->scores = alloc_floats((size_t)n_threads, (size_t)n_ctx, 1);
+    s->scores = alloc_floats((size_t)n_threads, (size_t)(hp->n_head / hp->n_head_kv), (size_t)n_ctx);
     s->key_slots = calloc((size_t)n_threads * (size_t)n_ctx, sizeof(int32_t));
     s->tok_pos = calloc(B, sizeof(int32_t));
     s->tok_seq_begin = calloc(B, sizeof(int32_t));

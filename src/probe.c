@@ -231,6 +231,8 @@ static void finish_result(const pl_probe *p, const label_set *ls, pl_probe_resul
     }
     if (r->degenerate) {
         for (int k = 0; k < n; k++) r->calibrated_probs[k] = 1.0 / n;
+    } else if (p->alpha == 0.0) { /* uncalibrated, exactly */
+        for (int k = 0; k < n; k++) r->calibrated_probs[k] = r->probs[k];
     } else {
         r->degenerate = pl_softmax(cal, n, r->calibrated_probs, NULL);
     }
@@ -241,7 +243,7 @@ static void finish_result(const pl_probe *p, const label_set *ls, pl_probe_resul
     r->confidence = r->calibrated_probs[best];
     if (n == 2) {
         r->margin = r->logits[0] - r->logits[1];
-        r->calibrated_margin = r->margin - p->alpha * (ls->bias[0] - ls->bias[1]);
+        r->calibrated_margin = p->alpha == 0.0 ? r->margin : r->margin - p->alpha * (ls->bias[0] - ls->bias[1]);
     } else {
         double t1 = -INFINITY, t2 = -INFINITY, c1 = -INFINITY, c2 = -INFINITY;
         for (int k = 0; k < n; k++) {

@@ -330,6 +330,35 @@ static void matmul_scalar(pl_to_float_fn to_float, const void *W, uint32_t type,
     }
 }
 
+/* ---- attention ---------------------------------------------------------------- */
+
+void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
+                     const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
+                     float *scores) {
+    for (int h = 0; h < n_q; h++) {
+        const float *qh = q + h * q_stride;
+        float *sc = scores + (int64_t)h * n_keys;
+        float mx = -INFINITY;
+        for (int32_t j = 0; j < n_keys; j++) {
+            sc[j] = dot_scalar(qh, K + (int64_t)slots[j] * kv_stride, hd) * scale;
+            if (sc[j] > mx) mx = sc[j];
+        }
+        double sum = 0.0;
+        for (int32_t j = 0; j < n_keys; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        float *o = out + h * out_stride;
+        for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
+        for (int32_t j = 0; j < n_keys; j++) {
+            const float p = sc[j] * inv;
+            const float *v = V + (int64_t)slots[j] * kv_stride;
+            for (int64_t d = 0; d < hd; d++) o[d] += p * v[d];
+        }
+    }
+}
+
 /* ---- kernel tables and CPU detection -------------------------------------- */
 
 #define REF_TABLE                                                                                          \
@@ -343,6 +372,7 @@ static const pl_kernels k_scalar = {
     .dot = dot_scalar,
     .to_float = {REF_TABLE},
     .matmul = matmul_scalar,
+    .attn = pl_attn_generic,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -364,6 +394,7 @@ static const pl_kernels k_avx2 = {
                  [GGML_Q5_K] = pl_to_float_q5_k_avx2,
                  [GGML_Q6_K] = pl_to_float_q6_k_avx2},
     .matmul = pl_matmul_avx2,
+    .attn = pl_attn_generic,
 };
 
 static const pl_kernels k_avx512 = {
@@ -381,6 +412,7 @@ static const pl_kernels k_avx512 = {
                  [GGML_Q5_K] = pl_to_float_q5_k_avx512,
                  [GGML_Q6_K] = pl_to_float_q6_k_avx512},
     .matmul = pl_matmul_avx512,
+    .attn = pl_attn_avx512,
 };
 #pragma GCC diagnostic pop
 

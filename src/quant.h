@@ -45,12 +45,30 @@ typedef void (*pl_matmul_fn)(pl_to_float_fn to_float, const void *W, uint32_t ty
                              const float *x, int64_t x_stride, int64_t n_tok, float *y, int64_t y_stride,
                              float *scratch);
 
+/* Attention of n_q query heads that share one key/value head (GQA group):
+ * for each query h (q + h*q_stride, hd values): s_j = dot(q_h, K[slots[j]])
+ * * scale for the n_keys listed cache slots (rows kv_stride floats apart),
+ * p = softmax(s) (max subtracted, the sum of exponentials taken in double),
+ * and out + h*out_stride = sum_j p_j V[slots[j]]. scores holds n_q*n_keys
+ * floats. Keys are visited in list order with a fixed arithmetic order per
+ * ISA, so the same inputs give the same bits on every call. Allocates
+ * nothing. */
+typedef void (*pl_attn_fn)(const float *q, int64_t q_stride, int n_q, const float *K, const float *V,
+                           int64_t kv_stride, const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out,
+                           int64_t out_stride, float *scores);
+
+/* Portable attention (the scalar table's, and the fallback of SIMD ones). */
+void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
+                     const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
+                     float *scores);
+
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
     const char *isa;                  /* "avx512", "avx2" or "scalar" */
     pl_dot_fn dot;                    /* float dot product (attention; its own order) */
     pl_to_float_fn to_float[40];      /* per ggml type; NULL = unsupported */
     pl_matmul_fn matmul;              /* the matmul body (see pl_matmul_rows) */
+    pl_attn_fn attn;                  /* attention of one GQA group (see pl_attn_fn) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

@@ -10,6 +10,7 @@
  * operations in the same order (separate multiply and add/subtract, never
  * FMA). Loads are unaligned; blocks may sit at any address. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "gguf.h"
@@ -588,5 +589,100 @@ void pl_matmul_avx512(pl_to_float_fn to_float, const void *W, uint32_t type, siz
             for (; t + TILE_T <= gn; t += TILE_T) full(w, xg + t * xs, xs, n, yg + t * ys + rb, ys);
             if (t < gn) k_tiles[R - 1][gn - t - 1](w, xg + t * xs, xs, n, yg + t * ys + rb, ys);
         }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------ */
+
+/* exp(x) for 16 lanes: x = n*ln2 + r with |r| <= ln2/2 (n rounded to
+ * nearest), exp(r) by a degree-7 Taylor polynomial (Horner, relative error
+ * below 2e-7 on that interval), then scaled by 2^n with VSCALEFPS.
+ * Inputs below -87.3 flush towards 0; the attention caller only passes
+ * x <= 0 (max subtracted). NaN propagates. */
+static inline __m512 exp16(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
+    r = _mm512_fnmadd_ps(n, ln2_lo, r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+#define ATT_MAX_Q 16
+
+/* Order: scores per key with one 16-lane FMA chain per query over the hd/16
+ * chunks, reduced 16 -> 1 as in pl_dot_avx512; softmax with a 16-lane
+ * polynomial exp, the sum of exponentials in double in key order; the
+ * weighted sum of values key by key into 16-lane accumulators. hd must be a
+ * multiple of 16 and n_q <= 16, else the generic kernel runs. */
+void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
+                    const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
+                    float *scores) {
+    if (hd % 16 != 0 || hd > 512 || n_q > ATT_MAX_Q || n_q < 1) {
+        pl_attn_generic(q, q_stride, n_q, K, V, kv_stride, slots, n_keys, hd, scale, out, out_stride, scores);
+        return;
+    }
+    const int64_t nc = hd / 16;
+    float mx[ATT_MAX_Q];
+    for (int h = 0; h < n_q; h++) mx[h] = -INFINITY;
+    /* scores */
+    for (int32_t j = 0; j < n_keys; j++) {
+        const float *kr = K + (int64_t)slots[j] * kv_stride;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + h * q_stride;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t c = 0; c < nc; c++)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), _mm512_loadu_ps(kr + 16 * c), acc);
+            const float sj = hsum16(acc) * scale;
+            scores[(int64_t)h * n_keys + j] = sj;
+            if (sj > mx[h]) mx[h] = sj;
+        }
+    }
+    /* softmax weights, normalised */
+    for (int h = 0; h < n_q; h++) {
+        float *sc = scores + (int64_t)h * n_keys;
+        const __m512 m = _mm512_set1_ps(mx[h]);
+        double sum = 0.0;
+        int32_t j = 0;
+        for (; j + 16 <= n_keys; j += 16) {
+            const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m));
+            _mm512_storeu_ps(sc + j, e);
+            for (int l = 0; l < 16; l++) sum += sc[j + l];
+        }
+        if (j < n_keys) {
+            const __mmask16 mk = (__mmask16)((1u << (n_keys - j)) - 1);
+            const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, sc + j), m));
+            _mm512_mask_storeu_ps(sc + j, mk, e);
+            for (int32_t l = j; l < n_keys; l++) sum += sc[l];
+        }
+        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+        for (j = 0; j + 16 <= n_keys; j += 16) _mm512_storeu_ps(sc + j, _mm512_mul_ps(_mm512_loadu_ps(sc + j), inv));
+        for (; j < n_keys; j++) sc[j] *= _mm512_cvtss_f32(inv);
+    }
+    /* values: blocks of up to 4 chunks of 16 dims, all queries at once */
+    const int64_t cw_max = n_q <= 6 ? 4 : n_q <= 12 ? 2 : 1;
+    for (int64_t c0 = 0; c0 < nc; c0 += cw_max) {
+        const int64_t cw = nc - c0 < cw_max ? nc - c0 : cw_max;
+        __m512 acc[ATT_MAX_Q * 4];
+        for (int i = 0; i < n_q * (int)cw; i++) acc[i] = _mm512_setzero_ps();
+        for (int32_t j = 0; j < n_keys; j++) {
+            const float *vr = V + (int64_t)slots[j] * kv_stride + 16 * c0;
+            for (int64_t c = 0; c < cw; c++) {
+                const __m512 v = _mm512_loadu_ps(vr + 16 * c);
+                for (int h = 0; h < n_q; h++)
+                    acc[h * cw + c] = _mm512_fmadd_ps(_mm512_set1_ps(scores[(int64_t)h * n_keys + j]), v, acc[h * cw + c]);
+            }
+        }
+        for (int h = 0; h < n_q; h++)
+            for (int64_t c = 0; c < cw; c++) _mm512_storeu_ps(out + h * out_stride + 16 * (c0 + c), acc[h * cw + c]);
     }
 }
