@@ -1,7 +1,7 @@
 /* sandbox.c — launcher of a governed agent (see sandbox.h). The seccomp
  * program and the Landlock ruleset are built in the parent before fork; the
  * child only performs raw syscalls, reports the first failing step over a
- * SOCK_SEQPACKET socketpair, and hands the listener over with SCM_RIGHTS. */
+ * SOCK_SEQPACKET socketpair, and lets the parent take the listener with pidfd_getfd. */
 #include "sandbox.h"
 
 #include <errno.h>
@@ -19,7 +19,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +70,9 @@ struct ll_path_beneath_attr {
 #ifndef __O_TMPFILE
 #define __O_TMPFILE 020000000
 #endif
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
 
 static const char *const k_devices[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", NULL};
 
@@ -114,6 +119,15 @@ static int build_filter(struct sock_fprog *prog, pl_err *err) {
         SCMP_SYS(truncate), SCMP_SYS(execve),    SCMP_SYS(execveat), SCMP_SYS(connect),
     };
     for (size_t i = 0; i < sizeof notify_all / sizeof notify_all[0]; i++) rc |= add(c, N, notify_all[i], 0, NULL);
+    /* Datagram egress with an explicit destination: sendto with a non-NULL
+     * address (a register), sendmsg/sendmmsg always (the address is in memory). */
+    struct scmp_arg_cmp dst4 = SCMP_A4(SCMP_CMP_NE, 0);
+    rc |= add(c, N, SCMP_SYS(sendto), 1, &dst4);
+    rc |= add(c, N, SCMP_SYS(sendmsg), 0, NULL);
+    rc |= add(c, N, SCMP_SYS(sendmmsg), 0, NULL);
+    /* memfd_create must seal out exec (no loader/execveat of anonymous code). */
+    struct scmp_arg_cmp mfd1 = SCMP_A1(SCMP_CMP_MASKED_EQ, MFD_NOEXEC_SEAL, 0);
+    rc |= add(c, EP, SCMP_SYS(memfd_create), 1, &mfd1);
     static const int refused[] = {
         SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register), SCMP_SYS(ptrace),
         SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(pidfd_getfd), SCMP_SYS(bpf),
@@ -322,6 +336,25 @@ static __attribute__((noreturn)) void child_main(pl_sandbox *sb, const pl_sandbo
     signal(SIGPIPE, SIG_DFL);
     if (write(procs_fd, "0", 1) != 1) child_fail(sock, "joining the agent cgroup", errno);
     close(procs_fd);
+    if (sb->mount_ns) {
+        /* Private mount namespace: writable temp roots noexec (shortest path
+         * first, so a workspace below /tmp gets its own flags back). */
+        if (unshare(CLONE_NEWNS) < 0) child_fail(sock, "unshare(CLONE_NEWNS)", errno);
+        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) child_fail(sock, "making / a slave mount", errno);
+        int done[PL_SANDBOX_MAX_ROOTS] = {0};
+        for (int k = 0; k < sb->n_roots; k++) {
+            int best = -1;
+            for (int j = 0; j < sb->n_roots; j++)
+                if (!done[j] && (best < 0 || strlen(sb->roots[j]) < strlen(sb->roots[best]))) best = j;
+            done[best] = 1;
+            const char *d = sb->roots[best];
+            if (!strcmp(d, "/")) continue;
+            unsigned long fl = MS_BIND | MS_REMOUNT | sb->root_mflags[best];
+            if (sb->root_noexec[best]) fl |= MS_NOEXEC | MS_NOSUID | MS_NODEV;
+            if (mount(d, d, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(sock, "bind-mounting a writable root", errno);
+            if (mount(NULL, d, NULL, fl, NULL) < 0) child_fail(sock, "remounting a writable root noexec", errno);
+        }
+    }
     if (outer_uid == 0) {
         if (setgroups(0, NULL) < 0) child_fail(sock, "setgroups", errno);
         if (setresgid(sb->gid, sb->gid, sb->gid) < 0) child_fail(sock, "setresgid", errno);
@@ -354,16 +387,15 @@ static __attribute__((noreturn)) void child_main(pl_sandbox *sb, const pl_sandbo
     int lfd = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER,
                            SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, prog);
     if (lfd < 0) child_fail(sock, "seccomp(SET_MODE_FILTER, NEW_LISTENER|WAIT_KILLABLE_RECV)", errno);
-    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
-    char tag = 'L';
-    struct iovec iov = {.iov_base = &tag, .iov_len = 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &lfd, sizeof(int));
-    if (sendmsg(sock, &mh, MSG_NOSIGNAL) != 1) _exit(127); /* cannot report: the socket is the channel */
+    /* Hand-over: sendmsg is itself governed now, so send only the fd number
+     * with write() and let the parent take the fd with pidfd_getfd; keep it
+     * open until the parent acknowledges. */
+    char msg[1 + sizeof(int)];
+    msg[0] = 'L';
+    memcpy(msg + 1, &lfd, sizeof lfd);
+    if (write(sock, msg, sizeof msg) != (ssize_t)sizeof msg) _exit(127); /* cannot report: the socket is the channel */
+    char ack = 0;
+    if (read(sock, &ack, 1) != 1 || ack != 'K') _exit(127);
     close(lfd);
     close(sock);
     if (o->child_fn) _exit(o->child_fn(o->child_arg) & 0xff);
@@ -373,14 +405,69 @@ static __attribute__((noreturn)) void child_main(pl_sandbox *sb, const pl_sandbo
     _exit(e == ENOENT ? 127 : 126);
 }
 
-static int add_root(pl_sandbox *sb, const char *path, int must, pl_err *err) {
+static int add_root(pl_sandbox *sb, const char *path, int must, int noexec, pl_err *err) {
     char real[PATH_MAX];
     if (!realpath(path, real)) {
         if (!must) return 0;
         return pl_fail(err, PL_ERR_IO, "sandbox: writable root %s: %s", path, strerror(errno));
     }
     if (sb->n_roots >= PL_SANDBOX_MAX_ROOTS) return pl_fail(err, PL_ERR_RANGE, "sandbox: too many writable roots");
+    struct statvfs sv;
+    if (statvfs(real, &sv) < 0) return pl_fail(err, PL_ERR_IO, "sandbox: statvfs %s: %s", real, strerror(errno));
+    unsigned long fl = 0;
+    if (sv.f_flag & ST_RDONLY) fl |= MS_RDONLY;
+    if (sv.f_flag & ST_NOSUID) fl |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) fl |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) fl |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) fl |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME) fl |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME) fl |= MS_RELATIME;
+    sb->root_mflags[sb->n_roots] = fl;
+    sb->root_noexec[sb->n_roots] = noexec;
     snprintf(sb->roots[sb->n_roots++], PATH_MAX, "%s", real);
+    return 0;
+}
+
+/* The watchdog: holds a copy of the listener (so pending notifications stay
+ * pending), waits for the lifeline pipe to close (supervisor exit or crash),
+ * kills the agent's cgroup and only then exits. Only raw syscalls after fork. */
+static int start_watchdog(pl_sandbox *sb, pl_err *err) {
+    int lp[2];
+    if (pipe2(lp, O_CLOEXEC) < 0) return pl_fail(err, PL_ERR_IO, "sandbox: pipe: %s", strerror(errno));
+    pid_t w = fork();
+    if (w < 0) {
+        close(lp[0]);
+        close(lp[1]);
+        return pl_fail(err, PL_ERR_IO, "sandbox: fork (watchdog): %s", strerror(errno));
+    }
+    if (w == 0) {
+        /* Move the three fds we keep to 0..2 (others closed) and wait. */
+        int keep[3] = {lp[0], sb->listener, sb->cg_kill_fd >= 0 ? sb->cg_kill_fd : sb->cg_freeze_fd};
+        for (int i = 0; i < 3; i++) {
+            int nfd = (int)fcntl(keep[i], F_DUPFD, 1000 + i);
+            if (nfd < 0) _exit(1);
+            keep[i] = nfd;
+        }
+        for (int i = 0; i < 3; i++)
+            if (dup2(keep[i], i) != i) _exit(1);
+        syscall(__NR_close_range, 3, ~0U, 0);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGQUIT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        char b;
+        for (;;) {
+            ssize_t r = read(0, &b, 1);
+            if (r == 0 || (r < 0 && errno != EINTR)) break;
+        }
+        /* cgroup.kill, or cgroup.freeze when the kernel lacks it: either way
+         * nothing of the agent runs once the listener is gone. */
+        while (pwrite(2, "1", 1, 0) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    close(lp[0]);
+    sb->watchdog = w;
+    sb->watchdog_fd = lp[1];
     return 0;
 }
 
@@ -390,8 +477,8 @@ int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **
         return pl_fail(err, PL_ERR_ARG, "sandbox: no command to run");
     pl_sandbox *sb = calloc(1, sizeof *sb);
     if (!sb) return pl_fail(err, PL_ERR_NOMEM, "sandbox: out of memory");
-    sb->listener = sb->cg_freeze_fd = sb->cg_kill_fd = -1;
-    sb->pid = -1;
+    sb->listener = sb->cg_freeze_fd = sb->cg_kill_fd = sb->watchdog_fd = -1;
+    sb->pid = sb->watchdog = -1;
     uid_t euid = geteuid();
     gid_t egid = getegid();
     if (euid == 0) {
@@ -411,12 +498,14 @@ int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **
         rc = pl_fail(err, PL_ERR_IO, "sandbox: getcwd: %s", strerror(errno));
         goto fail;
     }
-    if ((rc = add_root(sb, ws, 1, err)) < 0) goto fail;
-    if ((rc = add_root(sb, "/tmp", 0, err)) < 0) goto fail;
-    if ((rc = add_root(sb, "/var/tmp", 0, err)) < 0) goto fail;
-    if ((rc = add_root(sb, "/dev/shm", 0, err)) < 0) goto fail;
+    int nx = o->noexec_workspace ? 1 : 0;
+    if ((rc = add_root(sb, ws, 1, nx, err)) < 0) goto fail;
+    if ((rc = add_root(sb, "/tmp", 0, 1, err)) < 0) goto fail;
+    if ((rc = add_root(sb, "/var/tmp", 0, 1, err)) < 0) goto fail;
+    if ((rc = add_root(sb, "/dev/shm", 0, 1, err)) < 0) goto fail;
     for (int i = 0; o->extra_write && o->extra_write[i]; i++)
-        if ((rc = add_root(sb, o->extra_write[i], 1, err)) < 0) goto fail;
+        if ((rc = add_root(sb, o->extra_write[i], 1, nx, err)) < 0) goto fail;
+    sb->mount_ns = euid == 0;
     if ((rc = build_filter(&prog, err)) < 0) goto fail;
     if ((rc = build_landlock(sb, &rs, err)) < 0) goto fail;
     if ((rc = setup_cgroup(sb, &procs_fd, err)) < 0) goto fail;
@@ -438,14 +527,24 @@ int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **
     close(sv[1]);
     sv[1] = -1;
     char buf[512];
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf - 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
     ssize_t n;
-    do n = recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC);
+    do n = read(sv[0], buf, sizeof buf - 1);
     while (n < 0 && errno == EINTR);
-    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&sb->listener, CMSG_DATA(cm), sizeof(int));
+    if (n == (ssize_t)(1 + sizeof(int)) && buf[0] == 'L') {
+        int lfd;
+        memcpy(&lfd, buf + 1, sizeof lfd);
+        int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pfd >= 0) {
+            sb->listener = (int)syscall(SYS_pidfd_getfd, pfd, lfd, 0);
+            close(pfd);
+        }
+        if (sb->listener >= 0 && write(sv[0], "K", 1) != 1) {
+            close(sb->listener);
+            sb->listener = -1;
+        }
+        if (sb->listener < 0) snprintf(buf, sizeof buf, "taking the listener: %s", strerror(errno));
+        n = sb->listener < 0 ? (ssize_t)strlen(buf) : n;
+    }
     if (sb->listener < 0) {
         buf[n > 0 ? n : 0] = 0;
         rc = pl_fail(err, PL_ERR_UNSUPPORTED, "sandbox: agent setup failed, refusing to run it ungoverned: %s",
@@ -456,6 +555,8 @@ int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **
         goto fail;
     }
     close(sv[0]);
+    sv[0] = -1;
+    if ((rc = start_watchdog(sb, err)) < 0) goto fail; /* pl_sandbox_free kills the agent */
     close(procs_fd);
     close(rs);
     free(prog.filter);
@@ -479,6 +580,9 @@ void pl_sandbox_free(pl_sandbox *sb) {
         for (int i = 0; i < 200 && rmdir(sb->cgroup) < 0 && errno == EBUSY; i++) usleep(5000);
     }
     if (sb->listener >= 0) close(sb->listener);
+    if (sb->watchdog_fd >= 0) close(sb->watchdog_fd);
+    if (sb->watchdog > 0)
+        while (waitpid(sb->watchdog, NULL, 0) < 0 && errno == EINTR) {}
     if (sb->cg_freeze_fd >= 0) close(sb->cg_freeze_fd);
     if (sb->cg_kill_fd >= 0) close(sb->cg_kill_fd);
     free(sb);

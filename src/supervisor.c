@@ -765,6 +765,259 @@ static void h_connect(call *c, int afd, uint64_t addr, uint64_t alen) {
     respond(c, rc < 0 ? e : 0, 0);
 }
 
+/* ---- datagram egress: sendto / sendmsg / sendmmsg ------------------------------ */
+
+#define SEND_CAP (1024 * 1024)
+#define SEND_MAX_IOV 1024
+
+/* Renders a destination; makes a relative unix path absolute in *ss. 0 or an errno. */
+static int dest_text(call *c, struct sockaddr_storage *ss, socklen_t *len, char *out, size_t cap) {
+    char host[INET6_ADDRSTRLEN + 8];
+    if (ss->ss_family == AF_INET && *len >= sizeof(struct sockaddr_in)) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6 && *len >= sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (ss->ss_family == AF_UNIX && *len > offsetof(struct sockaddr_un, sun_path)) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        size_t pl = *len - offsetof(struct sockaddr_un, sun_path);
+        if (pl > sizeof un->sun_path) pl = sizeof un->sun_path;
+        if (un->sun_path[0] == 0) {
+            snprintf(out, cap, "unix:@%.*s", (int)(pl - 1), un->sun_path + 1);
+        } else {
+            char p[sizeof un->sun_path + 1];
+            memcpy(p, un->sun_path, pl);
+            p[pl] = 0;
+            if (p[0] != '/') {
+                char cwd[PATH_MAX], link[64], absp[PATH_MAX];
+                snprintf(link, sizeof link, "/proc/%d/cwd", (int)c->tid);
+                if (proc_readlink(link, cwd, sizeof cwd) < 0 || cat_path(absp, sizeof absp, cwd, p) < 0 ||
+                    strlen(absp) >= sizeof un->sun_path)
+                    return ENAMETOOLONG;
+                memset(un->sun_path, 0, sizeof un->sun_path);
+                memcpy(un->sun_path, absp, strlen(absp));
+                *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(absp) + 1);
+                snprintf(p, sizeof p, "%s", absp);
+            }
+            snprintf(out, cap, "unix:%s", p);
+        }
+    } else {
+        snprintf(out, cap, "family %d", ss->ss_family);
+    }
+    return 0;
+}
+
+/* One message, copied once from the agent: destination, payload, control. */
+typedef struct smsg {
+    struct sockaddr_storage ss; /* destination (valid when has_name) */
+    socklen_t slen;
+    int has_name;
+    char *data;                 /* payload copy (malloc) */
+    size_t dlen;
+    char *ctl;                  /* control copy with fds translated (malloc) */
+    size_t clen;
+    int fds[64];                /* supervisor copies of SCM_RIGHTS fds */
+    int nfds;
+} smsg;
+
+static void smsg_free(smsg *m) {
+    free(m->data);
+    free(m->ctl);
+    for (int i = 0; i < m->nfds; i++) close(m->fds[i]);
+    memset(m, 0, sizeof *m);
+}
+
+static int copy_name(call *c, uint64_t addr, uint64_t alen, smsg *m) {
+    if (!addr) return 0;
+    if (alen > sizeof m->ss || alen < sizeof(sa_family_t)) return EINVAL;
+    if (rd_mem(c->tid, addr, &m->ss, (size_t)alen) < 0) return EFAULT;
+    m->slen = (socklen_t)alen;
+    m->has_name = 1;
+    return 0;
+}
+
+/* Copies a struct msghdr's name, payload (stream sockets may be cut short at
+ * SEND_CAP) and control data; SCM_RIGHTS fds are taken from the agent. */
+static int copy_msghdr(call *c, uint64_t addr, int stream, smsg *m) {
+    struct msghdr h;
+    if (rd_mem(c->tid, addr, &h, sizeof h) < 0) return EFAULT;
+    int e = copy_name(c, (uint64_t)(uintptr_t)h.msg_name, h.msg_namelen, m);
+    if (e) return e;
+    if (h.msg_iovlen > SEND_MAX_IOV) return EMSGSIZE;
+    struct iovec *iov = NULL;
+    if (h.msg_iovlen) {
+        iov = malloc(h.msg_iovlen * sizeof *iov);
+        if (!iov) return ENOMEM;
+        if (rd_mem(c->tid, (uint64_t)(uintptr_t)h.msg_iov, iov, h.msg_iovlen * sizeof *iov) < 0) {
+            free(iov);
+            return EFAULT;
+        }
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < h.msg_iovlen; i++) {
+        if (iov[i].iov_len > SEND_CAP || total + iov[i].iov_len > SEND_CAP) {
+            if (!stream) {
+                free(iov);
+                return EMSGSIZE;
+            }
+        }
+        total += iov[i].iov_len < SEND_CAP ? iov[i].iov_len : SEND_CAP;
+    }
+    if (total > SEND_CAP) total = SEND_CAP;
+    m->data = malloc(total ? total : 1);
+    if (!m->data) {
+        free(iov);
+        return ENOMEM;
+    }
+    for (size_t i = 0; i < h.msg_iovlen && m->dlen < total; i++) {
+        size_t n = iov[i].iov_len < total - m->dlen ? iov[i].iov_len : total - m->dlen;
+        if (rd_mem(c->tid, (uint64_t)(uintptr_t)iov[i].iov_base, m->data + m->dlen, n) < 0) {
+            free(iov);
+            return EFAULT;
+        }
+        m->dlen += n;
+    }
+    free(iov);
+    if (h.msg_controllen) {
+        if (h.msg_controllen > 64 * 1024) return ENOBUFS;
+        m->ctl = malloc(h.msg_controllen);
+        if (!m->ctl) return ENOMEM;
+        if (rd_mem(c->tid, (uint64_t)(uintptr_t)h.msg_control, m->ctl, h.msg_controllen) < 0) return EFAULT;
+        m->clen = h.msg_controllen;
+        struct msghdr mine = {.msg_control = m->ctl, .msg_controllen = m->clen};
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mine); cm; cm = CMSG_NXTHDR(&mine, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET) continue;
+            if (cm->cmsg_type == SCM_RIGHTS) {
+                size_t nf = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *fp = (int *)CMSG_DATA(cm);
+                for (size_t k = 0; k < nf; k++) {
+                    int afd;
+                    memcpy(&afd, fp + k, sizeof afd);
+                    if (m->nfds >= 64) return ETOOMANYREFS;
+                    int ours = get_agent_fd(c, afd);
+                    if (ours < 0) return -ours;
+                    m->fds[m->nfds++] = ours;
+                    memcpy(fp + k, &ours, sizeof ours);
+                }
+            } else if (cm->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred uc;
+                memcpy(&uc, CMSG_DATA(cm), sizeof uc);
+                /* we are root: only let the agent claim its own identity */
+                if (uc.pid != c->tgid || uc.uid != c->s->sb->uid || uc.gid != c->s->sb->gid) return EPERM;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Decides (when a destination is named) and sends m on the agent's socket as
+ * the agent would (blocking unless the socket or flags say otherwise).
+ * Returns bytes sent or -errno. */
+static long send_one(call *c, int sock, smsg *m, int flags) {
+    if (m->has_name) {
+        char dst[PATH_MAX + 32];
+        int e = dest_text(c, &m->ss, &m->slen, dst, sizeof dst);
+        if (e) return -e;
+        int type = 0;
+        socklen_t tl = sizeof type;
+        getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl);
+        snprintf(c->text, TEXT_CAP, "send %s %s (%zu bytes)",
+                 type == SOCK_DGRAM ? "datagram to" : type == SOCK_STREAM ? "stream to" : "packet to", dst, m->dlen);
+        if (!decide(c, "network", c->text, NULL)) return -EACCES;
+    } else {
+        STAT_INC(c->s, passthrough);
+    }
+    struct iovec iov = {m->data, m->dlen};
+    struct msghdr h = {.msg_name = m->has_name ? &m->ss : NULL, .msg_namelen = m->has_name ? m->slen : 0,
+                       .msg_iov = &iov, .msg_iovlen = 1, .msg_control = m->ctl, .msg_controllen = m->clen};
+    int fl = fcntl(sock, F_GETFL);
+    int nonblock = (fl >= 0 && (fl & O_NONBLOCK)) || (flags & MSG_DONTWAIT);
+    for (;;) {
+        ssize_t r = sendmsg(sock, &h, flags | MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r >= 0) return (long)r;
+        int e = errno;
+        if (e == EPIPE && !(flags & MSG_NOSIGNAL)) syscall(SYS_tgkill, c->tgid, c->tid, SIGPIPE);
+        if ((e != EAGAIN && e != EWOULDBLOCK) || nonblock) return -e;
+        struct pollfd pf = {.fd = sock, .events = POLLOUT};
+        poll(&pf, 1, 100);
+        if (!id_valid(c)) return -EINTR; /* the agent gave up (killed) */
+    }
+}
+
+static int sock_is_stream(int sock) {
+    int type = 0;
+    socklen_t tl = sizeof type;
+    return getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+}
+
+static void h_sendto(call *c, int afd, uint64_t buf, uint64_t len, int flags, uint64_t addr, uint64_t alen) {
+    smsg m;
+    memset(&m, 0, sizeof m);
+    int e = copy_name(c, addr, alen, &m);
+    if (e) return respond(c, e, 0);
+    int sock = get_agent_fd(c, afd);
+    if (sock < 0) return respond(c, -sock, 0);
+    int stream = sock_is_stream(sock);
+    if (len > SEND_CAP && !stream) e = EMSGSIZE;
+    size_t n = len > SEND_CAP ? SEND_CAP : (size_t)len;
+    if (!e && !(m.data = malloc(n ? n : 1))) e = ENOMEM;
+    if (!e && rd_mem(c->tid, buf, m.data, n) < 0) e = EFAULT;
+    m.dlen = n;
+    if (!e && !id_valid(c)) e = ESRCH;
+    long r = e ? -e : send_one(c, sock, &m, flags);
+    close(sock);
+    smsg_free(&m);
+    respond(c, r < 0 ? (int)-r : 0, r < 0 ? 0 : r);
+}
+
+static void h_sendmsg(call *c, int afd, uint64_t msg, int flags) {
+    int sock = get_agent_fd(c, afd);
+    if (sock < 0) return respond(c, -sock, 0);
+    smsg m;
+    memset(&m, 0, sizeof m);
+    int e = copy_msghdr(c, msg, sock_is_stream(sock), &m);
+    if (!e && !id_valid(c)) e = ESRCH;
+    long r = e ? -e : send_one(c, sock, &m, flags);
+    close(sock);
+    smsg_free(&m);
+    respond(c, r < 0 ? (int)-r : 0, r < 0 ? 0 : r);
+}
+
+static void h_sendmmsg(call *c, int afd, uint64_t vec, unsigned vlen, int flags) {
+    if (vlen > SEND_MAX_IOV) vlen = SEND_MAX_IOV;
+    int sock = get_agent_fd(c, afd);
+    if (sock < 0) return respond(c, -sock, 0);
+    int stream = sock_is_stream(sock);
+    unsigned done = 0;
+    int err = 0;
+    for (unsigned i = 0; i < vlen; i++) {
+        uint64_t at = vec + (uint64_t)i * sizeof(struct mmsghdr);
+        smsg m;
+        memset(&m, 0, sizeof m);
+        int e = copy_msghdr(c, at, stream, &m);
+        if (!e && !id_valid(c)) e = ESRCH;
+        long r = e ? -e : send_one(c, sock, &m, flags);
+        smsg_free(&m);
+        if (r < 0) {
+            err = (int)-r;
+            break;
+        }
+        unsigned sent = (unsigned)r;
+        struct iovec l = {&sent, sizeof sent}, rv = {(void *)(uintptr_t)(at + offsetof(struct mmsghdr, msg_len)), sizeof sent};
+        if (process_vm_writev(c->tid, &l, 1, &rv, 1, 0) != (ssize_t)sizeof sent) {
+            err = EFAULT;
+            break;
+        }
+        done++;
+    }
+    close(sock);
+    if (done > 0) respond(c, 0, done);
+    else respond(c, err ? err : 0, 0);
+}
+
 /* ---- exec ------------------------------------------------------------------ */
 
 typedef struct argcopy {
@@ -851,6 +1104,37 @@ static int wait_others_quiet(call *c, pid_t except, double timeout_s) {
     }
 }
 
+/* Identity and "#!" interpreter of the file an exec would run (resolved like
+ * the kernel); interp is "" when it is not a script. 0 or a negative errno. */
+static int exec_identity(call *c, int adirfd, const char *path, int flags, dev_t *dev, ino_t *ino, char *interp,
+                         size_t cap) {
+    rpath r;
+    int e = resolve(c, adirfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &r);
+    if (e < 0) return e;
+    if (r.agent_fd >= 0) return -EACCES;
+    interp[0] = 0;
+    int fd = openat(r.dirfd, r.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES) fd = openat(r.dirfd, r.name, O_PATH | O_NOFOLLOW | O_CLOEXEC); /* execute-only */
+    e = errno;
+    rpath_close(&r);
+    if (fd < 0) return -e;
+    struct stat st;
+    char head[256];
+    ssize_t n = 0;
+    if (fstat(fd, &st) < 0) n = -1;
+    else if (S_ISREG(st.st_mode) && !(fcntl(fd, F_GETFL) & O_PATH)) n = pread(fd, head, sizeof head - 1, 0);
+    close(fd);
+    if (n < 0) return -EACCES;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    if (n >= 2 && head[0] == '#' && head[1] == '!') {
+        head[n] = 0;
+        head[strcspn(head, "\n")] = 0;
+        snprintf(interp, cap, "%s", head + 2 + strspn(head + 2, " \t"));
+    }
+    return 0;
+}
+
 static void h_exec(call *c, int adirfd, uint64_t pa, uint64_t argv, int flags) {
     pl_supervisor *s = c->s;
     char path[PATH_MAX], cwd[PATH_MAX], link[64], real[PATH_MAX];
@@ -903,9 +1187,18 @@ static void h_exec(call *c, int adirfd, uint64_t pa, uint64_t argv, int flags) {
             }
         }
     }
+    dev_t dev0 = 0;
+    ino_t ino0 = 0;
+    char interp[256] = "";
+    int by_path = !((flags & AT_EMPTY_PATH) && !path[0]) && !env;
+    if (by_path && (e = exec_identity(c, adirfd, path, flags, &dev0, &ino0, interp, sizeof interp)) < 0) {
+        free_argv(&a);
+        return respond(c, -e, 0);
+    }
     snprintf(link, sizeof link, "/proc/%d/cwd", (int)c->tid);
     if (proc_readlink(link, cwd, sizeof cwd) < 0) snprintf(cwd, sizeof cwd, "?");
     size_t n = (size_t)snprintf(c->text, TEXT_CAP, "exec %s", real);
+    if (interp[0]) n += (size_t)snprintf(c->text + n, TEXT_CAP - n, " (script for %s)", interp);
     const char *q = a.buf;
     for (int i = 0; i < a.argc; i++) {
         size_t l = strlen(q);
@@ -932,6 +1225,14 @@ static void h_exec(call *c, int adirfd, uint64_t pa, uint64_t argv, int flags) {
         argcopy b = {0};
         if (copy_path(c, pa, path2) || copy_argv(c, argv, &b) || strcmp(path, path2) || !same_argv(&a, &b)) deny = EPERM;
         free_argv(&b);
+        if (!deny && by_path) { /* the file and its interpreter line are still the decided ones */
+            dev_t dev1 = 0;
+            ino_t ino1 = 0;
+            char interp1[256] = "";
+            if (exec_identity(c, adirfd, path, flags, &dev1, &ino1, interp1, sizeof interp1) < 0 || dev1 != dev0 ||
+                ino1 != ino0 || strcmp(interp, interp1))
+                deny = EPERM;
+        }
         if (!deny && !id_valid(c)) deny = ESRCH;
     }
     if (deny) {
@@ -994,6 +1295,9 @@ static void handle(call *c) {
     case SYS_mknodat: return h_mknod(c, (int)A[0], A[1], (unsigned)A[2], (unsigned long)A[3]);
     case SYS_truncate: return h_truncate(c, A[0], (long long)A[1]);
     case SYS_connect: return h_connect(c, (int)A[0], A[1], A[2]);
+    case SYS_sendto: return h_sendto(c, (int)A[0], A[1], A[2], (int)A[3], A[4], A[5]);
+    case SYS_sendmsg: return h_sendmsg(c, (int)A[0], A[1], (int)A[2]);
+    case SYS_sendmmsg: return h_sendmmsg(c, (int)A[0], A[1], (unsigned)A[2], (int)A[3]);
     case SYS_execve: return h_exec(c, AT_FDCWD, A[0], A[1], 0);
     case SYS_execveat: return h_exec(c, (int)A[0], A[1], A[2], (int)A[4]);
     default: return respond(c, ENOSYS, 0); /* unknown: deny */
