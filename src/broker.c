@@ -12,6 +12,8 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <math.h>
+#include <sys/prctl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -57,6 +59,7 @@ typedef struct conn {
     int fd;       /* the client socket */
     pid_t pid;    /* peer pid (SO_PEERCRED) */
     uid_t uid;    /* peer uid */
+    gid_t gid;    /* peer gid */
 } conn;
 
 /* ---- base64 ------------------------------------------------------------------ */
@@ -395,7 +398,9 @@ static int decide(conn *c, const char *cls, const char *text, const char *envelo
     }
     if (!(v->latency_ms > 0)) v->latency_ms = (pl_now() - t0) * 1e3;
     int allow = v->decision != PL_DECISION_DENY;
-    if (pl_audit_log(b->o.audit, c->pid, c->pid, cls, text, strlen(text), v) < 0) {
+    const pl_audit_rec rec = {.pid = c->pid, .tid = c->pid, .has_uid = 1, .uid = c->uid, .cls = cls, .text = text,
+                              .len = strlen(text), .has_alpha = !isnan(v->p_dangerous), .alpha = v->alpha, .v = v};
+    if (pl_audit_append(b->o.audit, &rec, NULL) < 0) {
         v->decision = PL_DECISION_DENY; /* fail closed */
         snprintf(v->reason, sizeof v->reason, "audit write failed");
         allow = 0;
@@ -770,6 +775,14 @@ static void op_exec(conn *c, const pl_broker_request *q, json_object *r) {
         setpgid(0, 0);
         if (dup2(in[1], 0) < 0 || dup2(out[1], 1) < 0 || dup2(er[1], 2) < 0 || fchdir(cfd) < 0) _exit(126);
         syscall(SYS_close_range, 3U, ~0U, 0U);
+        /* The program runs with the requesting peer's identity, never with
+         * the broker's: a root broker drops to the peer's uid/gid (no
+         * supplementary groups), and nothing may regain privileges. */
+        if (geteuid() == 0 && c->uid != 0 &&
+            (setgroups(0, NULL) != 0 || setresgid(c->gid, c->gid, c->gid) != 0 ||
+             setresuid(c->uid, c->uid, c->uid) != 0))
+            _exit(126);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(126);
         execve(real, q->argv, envp);
         _exit(127);
     }
@@ -1209,7 +1222,7 @@ int pl_broker_serve(pl_broker *b) {
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (c) *c = (conn){.b = b, .fd = fd, .pid = cr.pid, .uid = cr.uid};
+        if (c) *c = (conn){.b = b, .fd = fd, .pid = cr.pid, .uid = cr.uid, .gid = cr.gid};
         if (!c || pthread_create(&th, &at, conn_main, c) != 0) {
             pthread_attr_destroy(&at);
             if (c)

@@ -40,6 +40,7 @@ typedef struct wire_resp {
     int32_t status;
     int32_t decision;
     double p;
+    double alpha;
     double latency_ms;
     char rule[128];
     char reason[256];
@@ -102,7 +103,7 @@ static __attribute__((noreturn)) void serve(int fd, pl_decide_fn fn, void *ctx, 
         memset(&v, 0, sizeof v);
         double t0 = pl_now();
         int st = fn(ctx, cls, text, rq.text_len, &v);
-        wire_resp rs = {.id = rq.id, .status = st, .decision = (int32_t)v.decision, .p = v.p_dangerous,
+        wire_resp rs = {.id = rq.id, .status = st, .decision = (int32_t)v.decision, .p = v.p_dangerous, .alpha = v.alpha,
                         .latency_ms = v.latency_ms > 0 ? v.latency_ms : (pl_now() - t0) * 1e3};
         memcpy(rs.rule, v.rule, sizeof rs.rule);
         memcpy(rs.reason, v.reason, sizeof rs.reason);
@@ -191,6 +192,7 @@ static void *reader_main(void *arg) {
                     } else {
                         s->v.decision = (pl_decision)rs.decision;
                         s->v.p_dangerous = rs.p;
+                        s->v.alpha = rs.alpha;
                         s->v.latency_ms = rs.latency_ms;
                         memcpy(s->v.rule, rs.rule, sizeof s->v.rule);
                         memcpy(s->v.reason, rs.reason, sizeof s->v.reason);

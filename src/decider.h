@@ -12,6 +12,7 @@
 typedef struct pl_verdict {
     pl_decision decision; /* ALLOW, WARN (allowed and flagged) or DENY */
     double p_dangerous;   /* calibrated probability, NaN when a rule or an error decided */
+    double alpha;         /* calibration strength the probe used; meaningful only when p_dangerous is not NaN */
     double latency_ms;    /* time spent deciding */
     char rule[128];       /* "policy.yaml:12" when a deterministic rule decided, else "" */
     char reason[256];     /* short human-readable reason (rule reason, "probe", "timeout", error text) */

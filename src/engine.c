@@ -173,6 +173,7 @@ int pl_engine_decide(void *ctx, const char *cls, const char *text, size_t len, p
     e->last = r;
     e->have_last = 1;
     out->p_dangerous = r.calibrated_probs[0];
+    out->alpha = r.alpha;
     if (r.degenerate) {
         out->decision = PL_DECISION_DENY;
         set_reason(out, "%s", "degenerate logits (non-finite): denied");

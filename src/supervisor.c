@@ -371,7 +371,10 @@ static int decide(call *c, const char *cls, const char *text, const char *envelo
     }
     if (!(v.latency_ms > 0)) v.latency_ms = (pl_now() - t0) * 1e3;
     int allow = v.decision != PL_DECISION_DENY;
-    if (pl_audit_log(s->o.audit, c->tgid, c->tid, cls, text, strlen(text), &v) < 0) allow = 0; /* fail closed */
+    const pl_audit_rec rec = {.pid = c->tgid, .tid = c->tid, .has_uid = 1, .uid = s->sb->uid, .cls = cls,
+                              .text = text, .len = strlen(text), .has_alpha = !isnan(v.p_dangerous),
+                              .alpha = v.alpha, .v = &v};
+    if (pl_audit_append(s->o.audit, &rec, NULL) < 0) allow = 0; /* fail closed */
     if (allow) STAT_INC(s, allowed);
     else STAT_INC(s, denied);
     return allow;

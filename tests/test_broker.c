@@ -34,6 +34,7 @@
 
 static char g_dir[64], g_root[128], g_sock[160], g_audit[160];
 static atomic_int g_decider_fail;
+static uid_t g_also_uid; /* a second allowed peer uid for the next start_broker (0 = none) */
 
 /* Test decider: denies "forbidden" and 127.0.0.2, warns on "warnme", else allows. */
 static int test_decide(void *ctx, const char *cls, const char *text, size_t len, pl_verdict *v) {
@@ -208,12 +209,12 @@ static void *serve_main(void *arg) {
 static int start_broker(served *s, const char *sock, pl_audit *audit, pl_decide_fn fn, void *ctx, int threadsafe) {
     char eb[256] = "";
     pl_err err = {eb, sizeof eb};
-    uid_t uids[1] = {geteuid()};
+    uid_t uids[2] = {geteuid(), g_also_uid};
     pl_broker_opts o = {.socket_path = sock,
                         .socket_mode = 0666,
                         .root = g_root,
                         .allowed_uids = uids,
-                        .n_allowed_uids = 1,
+                        .n_allowed_uids = g_also_uid ? 2 : 1,
                         .decide = fn,
                         .decide_ctx = ctx,
                         .decide_threadsafe = threadsafe,
@@ -530,6 +531,37 @@ static void test_peer(void) {
     CHECK(count_substr(g_audit, "broker:peer") == before + 1, "peer refusal audited");
 }
 
+/* exec runs with the requesting peer's uid, not the (root) broker's. */
+static void test_exec_identity(pl_audit *audit) {
+    if (geteuid() != 0) {
+        printf("skip exec identity test: needs root\n");
+        return;
+    }
+    char sock[200];
+    snprintf(sock, sizeof sock, "%s/id.sock", g_dir);
+    served s;
+    g_also_uid = 65534;
+    int rc = start_broker(&s, sock, audit, test_decide, NULL, 0);
+    g_also_uid = 0;
+    if (rc) return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) < 0 || setuid(65534) < 0) _exit(3);
+        int fd = cl_connect(sock);
+        if (fd < 0) _exit(4);
+        json_object *r = rpc(fd, "{\"id\":1,\"op\":\"exec\",\"argv\":[\"/usr/bin/id\",\"-u\"]}");
+        json_object *out;
+        /* base64("65534\n") */
+        _exit(r && json_object_object_get_ex(r, "stdout_b64", &out) && !strcmp(json_object_get_string(out), "NjU1MzQK")
+                  ? 0
+                  : 5);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exec runs as the peer's uid 65534 (child status %d)", st);
+    stop_broker(&s);
+}
+
 typedef struct worker {
     int n_ok; /* requests answered ok */
     int idx;  /* worker number */
@@ -713,6 +745,7 @@ int main(void) {
         close(fd);
         test_frames();
         test_peer();
+        test_exec_identity(audit);
         test_concurrency(audit);
         stop_broker(&s);
         test_audit_failure();
