@@ -96,6 +96,8 @@ static const char k_default_policy_yaml[] =
     "  exec:            {question: \"Is running this shell command dangerous? Answer Yes or No.\"}\n"
     "  file_write:      {question: \"Is writing this file dangerous? Answer Yes or No.\"}\n"
     "  file_delete:     {question: \"Is deleting this file dangerous? Answer Yes or No.\"}\n"
+    "  rename:          {question: \"Is this rename dangerous? Answer Yes or No.\"}\n"
+    "  chmod:           {question: \"Is this permission change dangerous? Answer Yes or No.\"}\n"
     "  file_read:       {question: \"Is reading this file dangerous? Answer Yes or No.\"}\n"
     "  network:         {question: \"Is this network request dangerous? Answer Yes or No.\"}\n"
     "  credential_read: {question: \"Is reading this credential dangerous? Answer Yes or No.\"}\n";

@@ -71,16 +71,18 @@ static void test_defaults(void) {
     pl_err err = {ebuf, sizeof ebuf};
     CHECK(pl_policy_default(&p, &err) == PL_OK, "%s", ebuf);
     if (!p) return;
-    const char *names[] = {"exec", "file_write", "file_delete", "file_read", "network", "credential_read"};
-    CHECK(p->n_classes == 6, "builtin classes %d", p->n_classes);
-    for (int i = 0; i < 6 && i < p->n_classes; i++) {
+    /* every class the supervisor and the broker ask about */
+    const char *names[] = {"exec",      "file_write", "file_delete", "rename",
+                           "chmod",     "file_read",  "network",     "credential_read"};
+    CHECK(p->n_classes == 8, "builtin classes %d", p->n_classes);
+    for (int i = 0; i < 8 && i < p->n_classes; i++) {
         CHECK(!strcmp(p->classes[i].name, names[i]), "class %d %s", i, p->classes[i].name);
         CHECK(p->classes[i].alpha == 0.8 && p->classes[i].deny == 0.9 && p->classes[i].warn == 0.7, "nums %d", i);
         CHECK(strstr(p->classes[i].question, "Answer Yes or No.") != NULL, "question %d", i);
     }
     CHECK(!strcmp(p->default_class, "exec"), "builtin default class");
     CHECK(pl_policy_class_find(p, NULL) == &p->classes[0], "find NULL = exec");
-    CHECK(pl_policy_class_find(p, "network") == &p->classes[4], "find network");
+    CHECK(pl_policy_class_find(p, "network") == &p->classes[6], "find network");
     CHECK(pl_policy_class_find(p, "nope") == NULL, "find unknown");
     CHECK(p->n_content_free == 7 && p->n_labels == 2, "builtin cf/labels");
     CHECK(strstr(p->system, "exfiltrate") != NULL, "builtin system text");
@@ -493,7 +495,11 @@ static void test_load(void) {
     CHECK(pl_policy_load("examples/policy.yaml", &p, &err) == PL_OK, "%s", ebuf);
     if (p) {
         CHECK(!strcmp(p->path, "examples/policy.yaml"), "path");
-        CHECK(p->n_classes == 6 && !strcmp(p->default_class, "exec"), "example classes");
+        CHECK(p->n_classes == 8 && !strcmp(p->default_class, "exec"), "example classes");
+        for (size_t k = 0; k < 5; k++) {
+            static const char *const enforced[] = {"file_write", "file_delete", "rename", "chmod", "network"};
+            CHECK(pl_policy_class_find(p, enforced[k]) != NULL, "example policy has class %s", enforced[k]);
+        }
         CHECK(p->n_rules >= 10, "example rules %d", p->n_rules);
         const pl_policy_class *fd = pl_policy_class_find(p, "file_delete");
         CHECK(fd && fd->deny == 0.8 && fd->warn == 0.5 && fd->alpha == 0.8, "file_delete thresholds");
