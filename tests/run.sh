@@ -4,6 +4,7 @@
 set -u
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
+export PL_BIN="$PWD/$BUILD/probelogits"  # the CLI the CLI tests run
 passed=0 failed=0 broken=0
 for t in "$BUILD"/test_* "$BUILD"/replay_*; do
   [ -x "$t" ] || continue

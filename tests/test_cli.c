@@ -12,7 +12,10 @@
 
 #include "testlib.h"
 
-#define BIN "./build/probelogits"
+/* The CLI under test: $PL_BIN (tests/run.sh sets it to the build being
+ * tested, e.g. build-san/probelogits), else ./build/probelogits. Expanded
+ * by the shell that runs each command. */
+#define BIN "\"${PL_BIN:-./build/probelogits}\""
 #define FIX "../shared/fixtures"
 
 static char out_buf[1 << 20];
@@ -168,8 +171,9 @@ static void test_probe_classify(void) {
 }
 
 int main(void) {
-    if (access(BIN, X_OK) != 0) {
-        CHECK(0, "%s not built", BIN);
+    const char *bin = getenv("PL_BIN") ? getenv("PL_BIN") : "./build/probelogits";
+    if (access(bin, X_OK) != 0) {
+        CHECK(0, "%s not built", bin);
         return testlib_finish("test_cli");
     }
     test_help();

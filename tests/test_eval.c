@@ -17,7 +17,10 @@
 #include "probelogits.h"
 #include "testlib.h"
 
-#define BIN "./build/probelogits"
+/* The CLI under test: $PL_BIN (tests/run.sh sets it to the build being
+ * tested, e.g. build-san/probelogits), else ./build/probelogits. Expanded
+ * by the shell that runs each command. */
+#define BIN "\"${PL_BIN:-./build/probelogits}\""
 #define MODEL "../shared/fixtures/models/tiny-qwen2-q8_0.gguf"
 
 static void test_parse(void) {
