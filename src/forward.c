@@ -3,7 +3,7 @@
  * For a batch of n tokens at positions p0..p0+n-1, per layer:
  *   xb  = rmsnorm(x) * attn_norm
  *   q,k,v = Wq xb (+bq), Wk xb (+bk), Wv xb (+bv);  rope(q), rope(k)
- *   K[p0+t], V[p0+t] = k, v                       (F32 cache)
+ *   K[p0+t], V[p0+t] = k, v                       (F32 cache, K slot-blocked)
  *   att = softmax(q·K[0..p0+t] / sqrt(head_dim)) V   (causal, per head, GQA)
  *   x  += Wo att
  *   xb  = rmsnorm(x) * ffn_norm
@@ -34,18 +34,25 @@ struct pl_session {
     pl_threadpool *pool;     /* owned */
     int n_threads;
     int32_t n_ctx;           /* KV capacity in positions */
+    int32_t n_ctx_pad;       /* n_ctx rounded up to a multiple of PL_KV_BLOCK (K cache slots) */
     int32_t n_past;          /* positions filled */
     int64_t kv_dim;          /* n_head_kv * head_dim */
     int64_t q_dim;           /* n_head * head_dim */
-    float *k_cache;          /* [n_layer][n_ctx][kv_dim], owned */
-    float *v_cache;          /* [n_layer][n_ctx][kv_dim], owned */
+    /* K cache, slot-blocked (see PL_KV_BLOCK in quant.h), floats, 64-byte
+     * aligned, owned: [n_layer][n_head_kv][n_ctx_pad/16][head_dim][16];
+     * dim d of slot p of KV head h in layer l is at
+     * k_cache + (l*n_head_kv + h)*n_ctx_pad*head_dim + pl_k_index(p, d, head_dim),
+     * so 16 consecutive slots of one dim are one 64-byte line. A head's
+     * blocks are contiguous (n_ctx_pad*head_dim floats). Lanes of slots
+     * >= n_past hold stale values that are never read as keys. */
+    float *k_cache;
+    float *v_cache;          /* [n_layer][n_ctx][kv_dim] floats, row-major by slot, owned */
     float *x;                /* [PL_N_BATCH][n_embd] residual stream */
     float *xb;               /* [PL_N_BATCH][max(n_embd, q_dim)] normed input / attention output */
     float *q;                /* [PL_N_BATCH][q_dim] */
     float *kb, *vb;          /* [PL_N_BATCH][kv_dim] fresh keys / values before they enter the cache */
     float *hb, *hb2;         /* [PL_N_BATCH][n_ff] */
     float *scores;           /* [n_threads][n_head/n_head_kv][n_ctx] attention scores of one GQA group */
-    int32_t *key_slots;      /* [n_threads][n_ctx] cache slots each query attends to */
     float *scratch;          /* [n_threads][scratch_len] dequantized weight rows */
     int64_t scratch_len;
     float *rope_cos, *rope_sin; /* [n_ctx][n_rot/2] */
@@ -145,27 +152,18 @@ static void att_worker(void *arg, int ith, int nth) {
     const pl_hparams *hp = &s->model->hp;
     const int64_t hd = hp->head_dim, items = t->n_tok * hp->n_head_kv;
     const int32_t group = hp->n_head / hp->n_head_kv;
-    const float *kc = s->k_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
+    const int64_t k_head = (int64_t)s->n_ctx_pad * hd; /* floats per head's K blocks */
+    const float *kc = s->k_cache + (int64_t)t->layer * hp->n_head_kv * k_head;
     const float *vc = s->v_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
     float *sc = s->scores + (int64_t)ith * group * s->n_ctx;
-    int32_t *slots = s->key_slots + (int64_t)ith * s->n_ctx;
     const float scale = (float)(1.0 / sqrt((double)hd));
-    int64_t slots_for = -1; /* token whose key list is in slots */
-    int32_t n_keys = 0;
     for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int64_t tok = it / hp->n_head_kv, kvh = it % hp->n_head_kv;
-        if (slots_for != tok) {
-            const int32_t slot = s->slot0 + (int32_t)tok;
-            n_keys = 0;
-            for (int32_t j = 0; j < s->shared_end; j++) slots[n_keys++] = j;
-            for (int32_t j = s->tok_seq_begin[tok] > s->shared_end ? s->tok_seq_begin[tok] : s->shared_end; j <= slot;
-                 j++)
-                slots[n_keys++] = j;
-            slots_for = tok;
-        }
+        const int32_t slot = s->slot0 + (int32_t)tok;
+        const int32_t b0 = s->tok_seq_begin[tok] > s->shared_end ? s->tok_seq_begin[tok] : s->shared_end;
         const int64_t h0 = kvh * group;
-        s->kern->attn(s->q + tok * s->q_dim + h0 * hd, hd, group, kc + kvh * hd, vc + kvh * hd, s->kv_dim, slots,
-                      n_keys, hd, scale, s->xb + tok * s->q_dim + h0 * hd, hd, sc);
+        s->kern->attn(s->q + tok * s->q_dim + h0 * hd, hd, group, kc + kvh * k_head, vc + kvh * hd, s->kv_dim, 0,
+                      s->shared_end, b0, slot + 1, hd, scale, s->xb + tok * s->q_dim + h0 * hd, hd, sc);
     }
 }
 
@@ -208,11 +206,16 @@ static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
         add_bias(s->q, &L->bq, n_tok, Q);
         add_bias(s->kb, &L->bk, n_tok, KV);
         add_bias(s->vb, &L->bv, n_tok, KV);
-        float *kc = s->k_cache + (int64_t)l * s->n_ctx * KV, *vc = s->v_cache + (int64_t)l * s->n_ctx * KV;
+        const int64_t hd = hp->head_dim, k_head = (int64_t)s->n_ctx_pad * hd;
+        float *kc = s->k_cache + (int64_t)l * hp->n_head_kv * k_head, *vc = s->v_cache + (int64_t)l * s->n_ctx * KV;
         for (int64_t t = 0; t < n_tok; t++) {
             rope(s, s->q + t * Q, hp->n_head, s->tok_pos[t]);
             rope(s, s->kb + t * KV, hp->n_head_kv, s->tok_pos[t]);
-            memcpy(kc + (p0 + t) * KV, s->kb + t * KV, (size_t)KV * sizeof(float));
+            for (int32_t h = 0; h < hp->n_head_kv; h++) {
+                float *kd = kc + h * k_head + pl_k_index(p0 + t, 0, hd);
+                const float *ks = s->kb + t * KV + h * hd;
+                for (int64_t d = 0; d < hd; d++) kd[d * PL_KV_BLOCK] = ks[d];
+            }
             memcpy(vc + (p0 + t) * KV, s->vb + t * KV, (size_t)KV * sizeof(float));
         }
         att_task at = {s, l, n_tok};
@@ -332,6 +335,7 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->kern = pl_kernels_get();
     s->n_threads = n_threads;
     s->n_ctx = n_ctx;
+    s->n_ctx_pad = (n_ctx + PL_KV_BLOCK - 1) / PL_KV_BLOCK * PL_KV_BLOCK;
     s->kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
     s->q_dim = (int64_t)hp->n_head * hp->head_dim;
     const size_t B = PL_N_BATCH, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
@@ -339,7 +343,12 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     /* per-thread matmul scratch (see PL_MATMUL_SCRATCH), 64-byte aligned */
     s->scratch_len = (PL_MATMUL_SCRATCH((int64_t)(F > W ? F : W)) + 15) / 16 * 16;
     const size_t half = (size_t)hp->n_rot / 2;
-    s->k_cache = alloc_floats((size_t)hp->n_layer, (size_t)n_ctx, (size_t)s->kv_dim);
+    size_t k_bytes;
+    if (pl_mul_ok((size_t)hp->n_layer * (size_t)s->n_ctx_pad, (size_t)s->kv_dim * sizeof(float), &k_bytes) && k_bytes) {
+        k_bytes = (k_bytes + 63) / 64 * 64;
+        s->k_cache = aligned_alloc(64, k_bytes);
+        if (s->k_cache) memset(s->k_cache, 0, k_bytes);
+    }
     s->v_cache = alloc_floats((size_t)hp->n_layer, (size_t)n_ctx, (size_t)s->kv_dim);
     s->x = alloc_floats(B, E, 1);
     s->xb = alloc_floats(B, W, 1);
@@ -349,7 +358,6 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->hb = alloc_floats(B, F > W ? F : W, 1);
     s->hb2 = alloc_floats(B, F > W ? F : W, 1);
     s->scores = alloc_floats((size_t)n_threads, (size_t)(hp->n_head / hp->n_head_kv), (size_t)n_ctx);
-    s->key_slots = calloc((size_t)n_threads * (size_t)n_ctx, sizeof(int32_t));
     s->tok_pos = calloc(B, sizeof(int32_t));
     s->tok_seq_begin = calloc(B, sizeof(int32_t));
     s->slot_serial = calloc((size_t)n_ctx, sizeof(uint64_t));
@@ -366,7 +374,7 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->logits_cap = 1;
     s->pool = pl_threadpool_create(n_threads);
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->kb || !s->vb || !s->hb || !s->hb2 ||
-        !s->scores || !s->key_slots || !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool) {
+        !s->scores || !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool) {
         pl_session_free(s);
         return pl_fail(&err, PL_ERR_NOMEM, "out of memory for a session of %d positions", n_ctx);
     }
@@ -397,7 +405,6 @@ void pl_session_free(pl_session *s) {
     free(s->hb);
     free(s->hb2);
     free(s->scores);
-    free(s->key_slots);
     free(s->tok_pos);
     free(s->tok_seq_begin);
     free(s->slot_serial);
@@ -494,11 +501,35 @@ int32_t session_n_ctx(const pl_session *s) { return s->n_ctx; }
 
 size_t session_kv_floats_per_layer(const pl_session *s, int32_t n) { return (size_t)n * (size_t)s->kv_dim; }
 
+/* Row-major K of slots [0, n) of layer l ([n][kv_dim]) from / to the
+ * slot-blocked cache. */
+static void k_to_rows(const pl_session *s, int32_t l, int32_t n, float *dst) {
+    const int64_t hd = s->model->hp.head_dim, k_head = (int64_t)s->n_ctx_pad * hd;
+    const float *kc = s->k_cache + (int64_t)l * s->model->hp.n_head_kv * k_head;
+    for (int32_t h = 0; h < s->model->hp.n_head_kv; h++)
+        for (int32_t p = 0; p < n; p++) {
+            const float *ks = kc + h * k_head + pl_k_index(p, 0, hd);
+            float *kd = dst + (int64_t)p * s->kv_dim + h * hd;
+            for (int64_t d = 0; d < hd; d++) kd[d] = ks[d * PL_KV_BLOCK];
+        }
+}
+
+static void k_from_rows(pl_session *s, int32_t l, int32_t n, const float *src) {
+    const int64_t hd = s->model->hp.head_dim, k_head = (int64_t)s->n_ctx_pad * hd;
+    float *kc = s->k_cache + (int64_t)l * s->model->hp.n_head_kv * k_head;
+    for (int32_t h = 0; h < s->model->hp.n_head_kv; h++)
+        for (int32_t p = 0; p < n; p++) {
+            float *kd = kc + h * k_head + pl_k_index(p, 0, hd);
+            const float *ks = src + (int64_t)p * s->kv_dim + h * hd;
+            for (int64_t d = 0; d < hd; d++) kd[d * PL_KV_BLOCK] = ks[d];
+        }
+}
+
 int session_kv_export(const pl_session *s, int32_t n, float *dst) {
     if (n < 0 || n > s->n_past) return PL_ERR_ARG;
     const size_t per = session_kv_floats_per_layer(s, n), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
     for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
-        memcpy(dst, s->k_cache + (size_t)l * stride, per * sizeof(float));
+        k_to_rows(s, l, n, dst);
         dst += per;
         memcpy(dst, s->v_cache + (size_t)l * stride, per * sizeof(float));
         dst += per;
@@ -506,19 +537,24 @@ int session_kv_export(const pl_session *s, int32_t n, float *dst) {
     return PL_OK;
 }
 
-int session_kv_import(pl_session *s, int32_t n, const float *src) {
-    if (n < 0 || n > s->n_ctx) return PL_ERR_ARG;
-    const size_t per = session_kv_floats_per_layer(s, n), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
-    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
-        memcpy(s->k_cache + (size_t)l * stride, src, per * sizeof(float));
-        src += per;
-        memcpy(s->v_cache + (size_t)l * stride, src, per * sizeof(float));
-        src += per;
-    }
+/* Marks slots [0, n) as freshly written and makes n the session's length. */
+static void kv_imported(pl_session *s, int32_t n) {
     s->serial++;
     for (int32_t i = 0; i < n; i++) s->slot_serial[i] = s->serial;
     s->n_past = n;
     s->n_logits = 0;
+}
+
+int session_kv_import(pl_session *s, int32_t n, const float *src) {
+    if (n < 0 || n > s->n_ctx) return PL_ERR_ARG;
+    const size_t per = session_kv_floats_per_layer(s, n), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
+        k_from_rows(s, l, n, src);
+        src += per;
+        memcpy(s->v_cache + (size_t)l * stride, src, per * sizeof(float));
+        src += per;
+    }
+    kv_imported(s, n);
     return PL_OK;
 }
 
@@ -530,8 +566,16 @@ struct pl_kv_state {
     int64_t kv_dim;
     uint64_t session_uid;  /* session it was taken from */
     uint64_t max_serial;   /* max slot serial over [0, n_past) at checkpoint time */
-    float *kv;             /* per layer: K [n_past][kv_dim] then V, owned */
+    /* per layer, in the session's own layouts: K as [n_head_kv][n_blk][head_dim][16]
+     * with n_blk = ceil(n_past/16) (the blocks holding slots [0, n_past)),
+     * then V as [n_past][kv_dim]; owned */
+    float *kv;
 };
+
+/* Floats of one head's K blocks that hold slots [0, n). */
+static size_t k_head_floats(const pl_session *s, int32_t n) {
+    return ((size_t)n + PL_KV_BLOCK - 1) / PL_KV_BLOCK * PL_KV_BLOCK * (size_t)s->model->hp.head_dim;
+}
 
 static uint64_t max_serial(const pl_session *s, int32_t n) {
     uint64_t mx = 0;
@@ -543,7 +587,9 @@ int pl_session_checkpoint(pl_session *s, pl_kv_state **out) {
     if (!s || !out) return PL_ERR_ARG;
     *out = NULL;
     pl_kv_state *st = calloc(1, sizeof *st);
-    const size_t n = session_kv_floats_per_layer(s, s->n_past) * 2 * (size_t)s->model->hp.n_layer;
+    const int32_t L = s->model->hp.n_layer, H = s->model->hp.n_head_kv;
+    const size_t kn = k_head_floats(s, s->n_past), vn = session_kv_floats_per_layer(s, s->n_past);
+    const size_t n = (kn * (size_t)H + vn) * (size_t)L;
     if (st) st->kv = malloc(n ? n * sizeof(float) : 1);
     if (!st || !st->kv) {
         free(st);
@@ -554,7 +600,13 @@ int pl_session_checkpoint(pl_session *s, pl_kv_state **out) {
     st->kv_dim = s->kv_dim;
     st->session_uid = s->uid;
     st->max_serial = max_serial(s, s->n_past);
-    session_kv_export(s, s->n_past, st->kv);
+    const int64_t k_head = (int64_t)s->n_ctx_pad * s->model->hp.head_dim;
+    for (int32_t l = 0; l < L; l++) {
+        float *dst = st->kv + (size_t)l * (kn * (size_t)H + vn);
+        for (int32_t h = 0; h < H; h++)
+            memcpy(dst + (size_t)h * kn, s->k_cache + ((int64_t)l * H + h) * k_head, kn * sizeof(float));
+        memcpy(dst + (size_t)H * kn, s->v_cache + (size_t)l * s->n_ctx * (size_t)s->kv_dim, vn * sizeof(float));
+    }
     *out = st;
     return PL_OK;
 }
@@ -573,7 +625,16 @@ int pl_session_restore(pl_session *s, const pl_kv_state *st) {
         s->n_logits = 0;
         return PL_OK;
     }
-    session_kv_import(s, st->n_past, st->kv);
+    const int32_t L = s->model->hp.n_layer, H = s->model->hp.n_head_kv;
+    const size_t kn = k_head_floats(s, st->n_past), vn = session_kv_floats_per_layer(s, st->n_past);
+    const int64_t k_head = (int64_t)s->n_ctx_pad * s->model->hp.head_dim;
+    for (int32_t l = 0; l < L; l++) {
+        const float *src = st->kv + (size_t)l * (kn * (size_t)H + vn);
+        for (int32_t h = 0; h < H; h++)
+            memcpy(s->k_cache + ((int64_t)l * H + h) * k_head, src + (size_t)h * kn, kn * sizeof(float));
+        memcpy(s->v_cache + (size_t)l * s->n_ctx * (size_t)s->kv_dim, src + (size_t)H * kn, vn * sizeof(float));
+    }
+    kv_imported(s, st->n_past);
     return PL_OK;
 }
 
@@ -590,10 +651,14 @@ int pl_session_fork(pl_session *s, pl_session **out, char *err_buf, size_t err_c
     if (!s || !out) return pl_fail(&err, PL_ERR_ARG, "pl_session_fork: NULL argument");
     int rc = pl_session_create(s->model, s->n_ctx, s->n_threads, out, err_buf, err_cap);
     if (rc) return rc;
-    const size_t per = session_kv_floats_per_layer(s, s->n_past), stride = (size_t)s->n_ctx * (size_t)s->kv_dim;
-    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
-        memcpy((*out)->k_cache + (size_t)l * stride, s->k_cache + (size_t)l * stride, per * sizeof(float));
-        memcpy((*out)->v_cache + (size_t)l * stride, s->v_cache + (size_t)l * stride, per * sizeof(float));
+    const int32_t L = s->model->hp.n_layer, H = s->model->hp.n_head_kv;
+    const size_t kn = k_head_floats(s, s->n_past), vn = session_kv_floats_per_layer(s, s->n_past);
+    const size_t k_head = (size_t)s->n_ctx_pad * (size_t)s->model->hp.head_dim, v_layer = (size_t)s->n_ctx * (size_t)s->kv_dim;
+    for (int32_t l = 0; l < L; l++) {
+        for (int32_t h = 0; h < H; h++)
+            memcpy((*out)->k_cache + ((size_t)l * H + h) * k_head, s->k_cache + ((size_t)l * H + h) * k_head,
+                   kn * sizeof(float));
+        memcpy((*out)->v_cache + (size_t)l * v_layer, s->v_cache + (size_t)l * v_layer, vn * sizeof(float));
     }
     (*out)->n_past = s->n_past;
     return PL_OK;

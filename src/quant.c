@@ -332,15 +332,35 @@ static void matmul_scalar(pl_to_float_fn to_float, const void *W, uint32_t type,
 
 /* ---- attention ---------------------------------------------------------------- */
 
-void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
-                     const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
-                     float *scores) {
+/* Canonical score of one key (also the AVX-512 kernel's, lane by lane):
+ * two chains over the even and the odd dimensions, each starting at +0 and
+ * updated with one fma per dimension in increasing d, then (even + odd) *
+ * scale. k walks one key's dims PL_KV_BLOCK floats apart. */
+static float attn_score_ref(const float *restrict q, const float *restrict k, int64_t hd, float scale) {
+    float e = 0.0f, o = 0.0f;
+    int64_t d = 0;
+    for (; d + 2 <= hd; d += 2) {
+        e = fmaf(q[d], k[d * PL_KV_BLOCK], e);
+        o = fmaf(q[d + 1], k[(d + 1) * PL_KV_BLOCK], o);
+    }
+    if (d < hd) e = fmaf(q[d], k[d * PL_KV_BLOCK], e);
+    return (e + o) * scale;
+}
+
+/* Order: scores as attn_score_ref, the max, exponentials with expf and
+ * their sum in double in key order; the values accumulated key by key in
+ * float (o += e_j * v), then o *= 1/sum. */
+void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t v_stride,
+                     int32_t a0, int32_t a1, int32_t b0, int32_t b1, int64_t hd, float scale, float *out,
+                     int64_t out_stride, float *scores) {
+    const int32_t na = a1 > a0 ? a1 - a0 : 0, nb = b1 > b0 ? b1 - b0 : 0, n_keys = na + nb;
     for (int h = 0; h < n_q; h++) {
         const float *qh = q + h * q_stride;
         float *sc = scores + (int64_t)h * n_keys;
         float mx = -INFINITY;
         for (int32_t j = 0; j < n_keys; j++) {
-            sc[j] = dot_scalar(qh, K + (int64_t)slots[j] * kv_stride, hd) * scale;
+            const int64_t slot = j < na ? (int64_t)a0 + j : (int64_t)b0 + (j - na);
+            sc[j] = attn_score_ref(qh, K + pl_k_index(slot, 0, hd), hd, scale);
             if (sc[j] > mx) mx = sc[j];
         }
         double sum = 0.0;
@@ -352,10 +372,12 @@ void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, 
         float *o = out + h * out_stride;
         for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
         for (int32_t j = 0; j < n_keys; j++) {
-            const float p = sc[j] * inv;
-            const float *v = V + (int64_t)slots[j] * kv_stride;
+            const int64_t slot = j < na ? (int64_t)a0 + j : (int64_t)b0 + (j - na);
+            const float p = sc[j];
+            const float *v = V + slot * v_stride;
             for (int64_t d = 0; d < hd; d++) o[d] += p * v[d];
         }
+        for (int64_t d = 0; d < hd; d++) o[d] *= inv;
     }
 }
 

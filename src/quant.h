@@ -45,22 +45,40 @@ typedef void (*pl_matmul_fn)(pl_to_float_fn to_float, const void *W, uint32_t ty
                              const float *x, int64_t x_stride, int64_t n_tok, float *y, int64_t y_stride,
                              float *scratch);
 
-/* Attention of n_q query heads that share one key/value head (GQA group):
- * for each query h (q + h*q_stride, hd values): s_j = dot(q_h, K[slots[j]])
- * * scale for the n_keys listed cache slots (rows kv_stride floats apart),
- * p = softmax(s) (max subtracted, the sum of exponentials taken in double),
- * and out + h*out_stride = sum_j p_j V[slots[j]]. scores holds n_q*n_keys
- * floats. Keys are visited in list order with a fixed arithmetic order per
- * ISA, so the same inputs give the same bits on every call. Allocates
- * nothing. */
-typedef void (*pl_attn_fn)(const float *q, int64_t q_stride, int n_q, const float *K, const float *V,
-                           int64_t kv_stride, const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out,
+/* Keys per block of the K cache layout. One key/value head's K cache is
+ * slot-blocked: [n_blocks][hd][PL_KV_BLOCK] floats, so dimension d of the
+ * PL_KV_BLOCK consecutive slots of a block is contiguous (64 bytes) and a
+ * SIMD lane holds one key. Element (slot, d) sits at pl_k_index(slot, d, hd). */
+#define PL_KV_BLOCK 16
+static inline int64_t pl_k_index(int64_t slot, int64_t d, int64_t hd) {
+    return slot / PL_KV_BLOCK * PL_KV_BLOCK * hd + d * PL_KV_BLOCK + slot % PL_KV_BLOCK;
+}
+
+/* Attention of n_q query heads that share one key/value head (GQA group).
+ * The keys are the cache slots [a0, a1) followed by [b0, b1) (either range
+ * may be empty); n_keys = (a1-a0) + (b1-b0) >= 1. K is the head's slot-
+ * blocked K cache (see PL_KV_BLOCK), V its row-major values (slot s at
+ * V + s*v_stride). For each query h (q + h*q_stride, hd values):
+ * s_j = dot(q_h, K[key j]) * scale, p = softmax(s) (max subtracted, the sum
+ * of exponentials taken in double), out + h*out_stride = sum_j p_j V[key j].
+ * scores holds n_q*n_keys floats.
+ *
+ * Determinism: a key's score is computed by one fixed sequence of
+ * operations on its own data (independent of its slot, its lane within a
+ * block, or which range it came in), and every reduction over keys (the max,
+ * the double sum of exponentials, the value accumulation) runs over the key
+ * list positions 0..n_keys-1 in a fixed order per ISA. So the result depends
+ * only on the sequence of keys, not on how it is split into the two ranges
+ * or on where the slots fall in blocks: ([0,P), [P,n)) gives the same bits
+ * as ([0,n), empty). Allocates nothing. */
+typedef void (*pl_attn_fn)(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t v_stride,
+                           int32_t a0, int32_t a1, int32_t b0, int32_t b1, int64_t hd, float scale, float *out,
                            int64_t out_stride, float *scores);
 
 /* Portable attention (the scalar table's, and the fallback of SIMD ones). */
-void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
-                     const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
-                     float *scores);
+void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t v_stride,
+                     int32_t a0, int32_t a1, int32_t b0, int32_t b1, int64_t hd, float scale, float *out,
+                     int64_t out_stride, float *scores);
 
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {

@@ -618,71 +618,227 @@ static inline __m512 exp16(__m512 x) {
 }
 
 #define ATT_MAX_Q 16
+#define ATT_G 4  /* query heads per pass over the keys (register tile) */
+#define ATT_CW 4 /* 16-dim value chunks per pass (register tile) */
 
-/* Order: scores per key with one 16-lane FMA chain per query over the hd/16
- * chunks, reduced 16 -> 1 as in pl_dot_avx512; softmax with a 16-lane
- * polynomial exp, the sum of exponentials in double in key order; the
- * weighted sum of values key by key into 16-lane accumulators. hd must be a
- * multiple of 16 and n_q <= 16, else the generic kernel runs. */
-void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
-                    const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
-                    float *scores) {
-    if (hd % 16 != 0 || hd > 512 || n_q > ATT_MAX_Q || n_q < 1) {
-        pl_attn_generic(q, q_stride, n_q, K, V, kv_stride, slots, n_keys, hd, scale, out, out_stride, scores);
-        return;
+/* Raw scores (before scale) of the 16 keys of each of NB consecutive K
+ * blocks (kb, kb + bs, ...) for G queries (q + h*qs) into r[b*G + h], in
+ * the canonical order of attn_score_ref in quant.c, lane by lane: an even-d
+ * and an odd-d FMA chain from +0, then their sum. Each lane sees only its
+ * own key, so a key's score does not depend on its lane or block mates.
+ * G and NB are constants at every call (the tile stays in registers). */
+static inline __attribute__((always_inline)) void att_score_tile(const float *kb, int64_t bs, const float *q,
+                                                                 int64_t qs, int64_t hd, const int G, const int NB,
+                                                                 __m512 *r) {
+    __m512 e[2 * ATT_G], o[2 * ATT_G];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < NB * G; i++) e[i] = o[i] = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 2 <= hd; d += 2)
+        _Pragma("GCC unroll 16")
+        for (int b = 0; b < NB; b++) {
+            const __m512 k0 = _mm512_loadu_ps(kb + b * bs + d * 16), k1 = _mm512_loadu_ps(kb + b * bs + d * 16 + 16);
+            _Pragma("GCC unroll 16")
+            for (int h = 0; h < G; h++) {
+                e[b * G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d]), k0, e[b * G + h]);
+                o[b * G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d + 1]), k1, o[b * G + h]);
+            }
+        }
+    if (d < hd)
+        _Pragma("GCC unroll 16")
+        for (int b = 0; b < NB; b++) {
+            const __m512 k0 = _mm512_loadu_ps(kb + b * bs + d * 16);
+            _Pragma("GCC unroll 16")
+            for (int h = 0; h < G; h++)
+                e[b * G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d]), k0, e[b * G + h]);
+        }
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < NB * G; i++) r[i] = _mm512_add_ps(e[i], o[i]);
+}
+
+/* Scores of G queries against the keys in slots [lo, hi), written at key
+ * positions off.. of each query's row of sc (rows n_keys apart); vmx[h]
+ * takes the lane-wise max of the scores written. Blocks go two at a time
+ * (one at the end); partial blocks at the range edges are compressed onto
+ * their key positions. G is a constant at every call. */
+static inline __attribute__((always_inline)) void att_scores_tile(const float *K, int32_t lo, int32_t hi, int32_t off,
+                                                                  const float *q, int64_t qs, int64_t hd, float scale,
+                                                                  float *sc, int32_t n_keys, __m512 *vmx,
+                                                                  const int G) {
+    const int64_t bs = hd * 16, last = (hi - 1) / 16;
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 mx[ATT_G];
+    _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) mx[h] = vmx[h];
+    for (int64_t blk = lo / 16; blk <= last;) {
+        const int nb = blk < last ? 2 : 1;
+        __m512 r[2 * ATT_G];
+        if (nb == 2) att_score_tile(K + blk * bs, bs, q, qs, hd, G, 2, r);
+        else att_score_tile(K + blk * bs, bs, q, qs, hd, G, 1, r);
+        _Pragma("GCC unroll 2") for (int b = 0; b < 2; b++) {
+            if (b >= nb) break;
+            const int64_t base = (blk + b) * 16;
+            const int l0 = base < lo ? (int)(lo - base) : 0, l1 = hi - base < 16 ? (int)(hi - base) : 16;
+            const int64_t pos = off + base + l0 - lo;
+            if (l0 == 0 && l1 == 16) {
+                _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) {
+                    const __m512 v = _mm512_mul_ps(r[b * G + h], vs);
+                    _mm512_storeu_ps(sc + (int64_t)h * n_keys + pos, v);
+                    mx[h] = _mm512_max_ps(mx[h], v);
+                }
+            } else {
+                const __mmask16 m = (__mmask16)(((1u << l1) - 1) & ~((1u << l0) - 1));
+                const __mmask16 mo = (__mmask16)((1u << (l1 - l0)) - 1);
+                _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) {
+                    const __m512 v = _mm512_mul_ps(r[b * G + h], vs);
+                    _mm512_mask_storeu_ps(sc + (int64_t)h * n_keys + pos, mo, _mm512_maskz_compress_ps(m, v));
+                    mx[h] = _mm512_mask_max_ps(mx[h], m, mx[h], v);
+                }
+            }
+        }
+        blk += nb;
     }
-    const int64_t nc = hd / 16;
-    float mx[ATT_MAX_Q];
-    for (int h = 0; h < n_q; h++) mx[h] = -INFINITY;
-    /* scores */
-    for (int32_t j = 0; j < n_keys; j++) {
-        const float *kr = K + (int64_t)slots[j] * kv_stride;
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + h * q_stride;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t c = 0; c < nc; c++)
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), _mm512_loadu_ps(kr + 16 * c), acc);
-            const float sj = hsum16(acc) * scale;
-            scores[(int64_t)h * n_keys + j] = sj;
-            if (sj > mx[h]) mx[h] = sj;
+    _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) vmx[h] = mx[h];
+}
+
+static void att_scores_range(const float *K, int32_t lo, int32_t hi, int32_t off, const float *q, int64_t qs, int G,
+                             int64_t hd, float scale, float *sc, int32_t n_keys, __m512 *vmx) {
+    if (lo >= hi) return;
+    switch (G) {
+    case 1: att_scores_tile(K, lo, hi, off, q, qs, hd, scale, sc, n_keys, vmx, 1); break;
+    case 2: att_scores_tile(K, lo, hi, off, q, qs, hd, scale, sc, n_keys, vmx, 2); break;
+    case 3: att_scores_tile(K, lo, hi, off, q, qs, hd, scale, sc, n_keys, vmx, 3); break;
+    default: att_scores_tile(K, lo, hi, off, q, qs, hd, scale, sc, n_keys, vmx, 4); break;
+    }
+}
+
+/* out[h][c*16..] (h < G, c < CW) = sum over the keys in list order of
+ * p[h][j] * V[key j][c0*16 + c*16 ..], one FMA per key into 16-lane sums,
+ * then times inv[h]. G and CW are constants at every call. */
+static inline __attribute__((always_inline)) void att_value_tile(const float *V, int64_t vs, int32_t a0, int32_t a1,
+                                                                 int32_t b0, int32_t b1, const float *p,
+                                                                 int32_t n_keys, const float *inv, const int G,
+                                                                 const int CW, float *out, int64_t os) {
+    __m512 acc[ATT_G * ATT_CW];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < G * CW; i++) acc[i] = _mm512_setzero_ps();
+    int32_t j = 0;
+    for (int rg = 0; rg < 2; rg++) {
+        const int32_t lo = rg ? b0 : a0, hi = rg ? b1 : a1;
+        for (int32_t s = lo; s < hi; s++, j++) {
+            const float *vr = V + (int64_t)s * vs;
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < CW; c++) {
+                const __m512 v = _mm512_loadu_ps(vr + 16 * c);
+                _Pragma("GCC unroll 16")
+                for (int h = 0; h < G; h++)
+                    acc[h * CW + c] = _mm512_fmadd_ps(_mm512_set1_ps(p[(int64_t)h * n_keys + j]), v, acc[h * CW + c]);
+            }
         }
     }
-    /* softmax weights, normalised */
+    _Pragma("GCC unroll 16")
+    for (int h = 0; h < G; h++)
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < CW; c++)
+            _mm512_storeu_ps(out + h * os + 16 * c, _mm512_mul_ps(acc[h * CW + c], _mm512_set1_ps(inv[h])));
+}
+
+/* Exact max of 16 lanes. */
+static inline float hmax16(__m512 v) {
+    __m256 a = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_max_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+/* Order: scores by att_score_tile (the canonical per-key order of
+ * attn_score_ref, no horizontal sums: a lane per key, all queries of the
+ * group reusing each K load); the max; exponentials with a 16-lane
+ * polynomial exp, summed in double into 16 lane sums by key position
+ * (position j into lane j % 16, tail lanes adding +0), reduced by a fixed
+ * halving tree; the values accumulated key by key in list order into
+ * 16-lane sums of e_j * v, then scaled by 1/sum. Nothing depends on the
+ * slots' places in blocks or on the split into ranges. hd must be a
+ * multiple of 16 and 1 <= n_q <= 16, else the generic kernel runs. */
+void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t v_stride,
+                    int32_t a0, int32_t a1, int32_t b0, int32_t b1, int64_t hd, float scale, float *out,
+                    int64_t out_stride, float *scores) {
+    if (hd % 16 != 0 || hd < 16 || n_q > ATT_MAX_Q || n_q < 1) {
+        pl_attn_generic(q, q_stride, n_q, K, V, v_stride, a0, a1, b0, b1, hd, scale, out, out_stride, scores);
+        return;
+    }
+    if (a1 < a0) a1 = a0;
+    if (b1 < b0) b1 = b0;
+    const int32_t na = a1 - a0, n_keys = na + (b1 - b0);
+    __m512 vmx[ATT_MAX_Q];
+    for (int h = 0; h < n_q; h++) vmx[h] = _mm512_set1_ps(-INFINITY);
+    for (int h0 = 0; h0 < n_q; h0 += ATT_G) {
+        const int G = n_q - h0 < ATT_G ? n_q - h0 : ATT_G;
+        float *sc = scores + (int64_t)h0 * n_keys;
+        att_scores_range(K, a0, a1, 0, q + h0 * q_stride, q_stride, G, hd, scale, sc, n_keys, vmx + h0);
+        att_scores_range(K, b0, b1, na, q + h0 * q_stride, q_stride, G, hd, scale, sc, n_keys, vmx + h0);
+    }
+    /* exponentials and their sums */
+    float inv[ATT_MAX_Q];
     for (int h = 0; h < n_q; h++) {
         float *sc = scores + (int64_t)h * n_keys;
-        const __m512 m = _mm512_set1_ps(mx[h]);
-        double sum = 0.0;
+        const __m512 m = _mm512_set1_ps(hmax16(vmx[h]));
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
         int32_t j = 0;
         for (; j + 16 <= n_keys; j += 16) {
             const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m));
             _mm512_storeu_ps(sc + j, e);
-            for (int l = 0; l < 16; l++) sum += sc[j + l];
+            s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
         }
         if (j < n_keys) {
             const __mmask16 mk = (__mmask16)((1u << (n_keys - j)) - 1);
-            const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, sc + j), m));
+            const __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, sc + j), m)));
             _mm512_mask_storeu_ps(sc + j, mk, e);
-            for (int32_t l = j; l < n_keys; l++) sum += sc[l];
+            s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
         }
-        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-        for (j = 0; j + 16 <= n_keys; j += 16) _mm512_storeu_ps(sc + j, _mm512_mul_ps(_mm512_loadu_ps(sc + j), inv));
-        for (; j < n_keys; j++) sc[j] *= _mm512_cvtss_f32(inv);
+        s0 = _mm512_add_pd(s0, s1);
+        __m256d t = _mm256_add_pd(_mm512_castpd512_pd256(s0), _mm512_extractf64x4_pd(s0, 1));
+        __m128d u = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+        u = _mm_add_sd(u, _mm_unpackhi_pd(u, u));
+        inv[h] = (float)(1.0 / _mm_cvtsd_f64(u));
     }
-    /* values: blocks of up to 4 chunks of 16 dims, all queries at once */
-    const int64_t cw_max = n_q <= 6 ? 4 : n_q <= 12 ? 2 : 1;
-    for (int64_t c0 = 0; c0 < nc; c0 += cw_max) {
-        const int64_t cw = nc - c0 < cw_max ? nc - c0 : cw_max;
-        __m512 acc[ATT_MAX_Q * 4];
-        for (int i = 0; i < n_q * (int)cw; i++) acc[i] = _mm512_setzero_ps();
-        for (int32_t j = 0; j < n_keys; j++) {
-            const float *vr = V + (int64_t)slots[j] * kv_stride + 16 * c0;
-            for (int64_t c = 0; c < cw; c++) {
-                const __m512 v = _mm512_loadu_ps(vr + 16 * c);
-                for (int h = 0; h < n_q; h++)
-                    acc[h * cw + c] = _mm512_fmadd_ps(_mm512_set1_ps(scores[(int64_t)h * n_keys + j]), v, acc[h * cw + c]);
+    /* values: tiles of up to ATT_G queries x ATT_CW chunks of 16 dims */
+    const int64_t nc = hd / 16;
+    for (int h0 = 0; h0 < n_q; h0 += ATT_G) {
+        const int G = n_q - h0 < ATT_G ? n_q - h0 : ATT_G;
+        const float *p = scores + (int64_t)h0 * n_keys;
+        float *o = out + h0 * out_stride;
+        for (int64_t c0 = 0; c0 < nc; c0 += ATT_CW) {
+            const int CW = nc - c0 < ATT_CW ? (int)(nc - c0) : ATT_CW;
+            const float *vc = V + 16 * c0;
+            float *oc = o + 16 * c0;
+            switch ((G - 1) * ATT_CW + CW - 1) {
+#define ATT_VALUE_CASE(g, cw)                                                                                \
+    case ((g) - 1) * ATT_CW + (cw) - 1:                                                                      \
+        att_value_tile(vc, v_stride, a0, a1, b0, b1, p, n_keys, inv + h0, g, cw, oc, out_stride);            \
+        break;
+                ATT_VALUE_CASE(1, 1)
+                ATT_VALUE_CASE(1, 2)
+                ATT_VALUE_CASE(1, 3)
+                ATT_VALUE_CASE(1, 4)
+                ATT_VALUE_CASE(2, 1)
+                ATT_VALUE_CASE(2, 2)
+                ATT_VALUE_CASE(2, 3)
+                ATT_VALUE_CASE(2, 4)
+                ATT_VALUE_CASE(3, 1)
+                ATT_VALUE_CASE(3, 2)
+                ATT_VALUE_CASE(3, 3)
+                ATT_VALUE_CASE(3, 4)
+                ATT_VALUE_CASE(4, 1)
+                ATT_VALUE_CASE(4, 2)
+                ATT_VALUE_CASE(4, 3)
+                ATT_VALUE_CASE(4, 4)
+#undef ATT_VALUE_CASE
+            default:
+                break; /* unreachable */
             }
         }
-        for (int h = 0; h < n_q; h++)
-            for (int64_t c = 0; c < cw; c++) _mm512_storeu_ps(out + h * out_stride + 16 * (c0 + c), acc[h * cw + c]);
     }
 }

@@ -108,9 +108,9 @@ void pl_to_float_q6_k_avx2(const void *src, float *dst, int64_t n);
 void pl_matmul_avx512(pl_to_float_fn to_float, const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0,
                       int64_t r1, const float *x, int64_t xs, int64_t nt, float *y, int64_t ys, float *scratch);
 float pl_dot_avx512(const float *a, const float *b, int64_t n);
-void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t kv_stride,
-                    const int32_t *slots, int32_t n_keys, int64_t hd, float scale, float *out, int64_t out_stride,
-                    float *scores);
+void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, const float *V, int64_t v_stride,
+                    int32_t a0, int32_t a1, int32_t b0, int32_t b1, int64_t hd, float scale, float *out,
+                    int64_t out_stride, float *scores);
 void pl_to_float_f16_avx512(const void *src, float *dst, int64_t n);
 void pl_to_float_bf16_avx512(const void *src, float *dst, int64_t n);
 void pl_to_float_q4_0_avx512(const void *src, float *dst, int64_t n);

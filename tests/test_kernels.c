@@ -10,7 +10,11 @@
  *      row range, single-row calls or thread count, and scalar, avx2 and
  *      avx512 give the same bits (one canonical order, see quant.h);
  *   7. the thread pool: every share runs once per run, many runs, sizes 1..4,
- *      with idle gaps long enough for workers to sleep. */
+ *      with idle gaps long enough for workers to sleep;
+ *   8. attention (pl_attn_fn) on the slot-blocked K layout: every ISA within
+ *      ATTN_TOL of a double-precision reference and of the generic kernel,
+ *      and, per ISA, bitwise invariance to how the key sequence is split
+ *      into the two slot ranges and to where its slots fall in blocks. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -30,6 +34,10 @@
 #define DOT_REL_TOL 1e-5
 /* Same bound for a matmul output against its double reference. */
 #define MATMUL_REL_TOL 1e-5
+/* |attention output - double reference| <= ATTN_TOL * max_j |V[j][d]| (float
+ * scores over head_dim, polynomial or libm exp, float value sums), and the
+ * same bound between the generic and a SIMD kernel. */
+#define ATTN_TOL 2e-6
 
 static const uint32_t k_types[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
                                    GGML_Q5_1, GGML_Q8_0, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
@@ -657,6 +665,110 @@ static void test_threadpool(void) {
     CHECK(ok, "create/free cycles");
 }
 
+/* ---- attention ------------------------------------------------------------ */
+
+#define AT_CTX 300
+#define AT_PAD ((AT_CTX + PL_KV_BLOCK - 1) / PL_KV_BLOCK * PL_KV_BLOCK)
+
+typedef struct at_case {
+    int64_t hd;
+    int n_q;
+} at_case;
+
+/* Double-precision attention of query h over keys (slot list). */
+static void attn_ref(const float *q, int64_t hd, const float *K, const float *V, int64_t vs, const int32_t *slots,
+                     int32_t n, float scale, double *out) {
+    double *s = malloc((size_t)n * sizeof *s), mx = -INFINITY, sum = 0.0;
+    for (int32_t j = 0; j < n; j++) {
+        double d = 0.0;
+        for (int64_t i = 0; i < hd; i++) d += (double)q[i] * K[pl_k_index(slots[j], i, hd)];
+        s[j] = d * scale;
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (int32_t j = 0; j < n; j++) sum += (s[j] = exp(s[j] - mx));
+    for (int64_t i = 0; i < hd; i++) {
+        double o = 0.0;
+        for (int32_t j = 0; j < n; j++) o += s[j] / sum * V[(int64_t)slots[j] * vs + i];
+        out[i] = o;
+    }
+    free(s);
+}
+
+static void test_attention(void) {
+    static const at_case cases[] = {{64, 3}, {64, 7}, {64, 1}, {128, 2}, {64, 14}, {48, 5}, {40, 3}, {64, 16}, {64, 17}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t hd = cases[ci].hd;
+        const int n_q = cases[ci].n_q;
+        const float scale = (float)(1.0 / sqrt((double)hd));
+        float *K = calloc((size_t)AT_PAD * (size_t)hd, sizeof(float));
+        float *V = calloc((size_t)AT_CTX * (size_t)hd, sizeof(float));
+        float *q = malloc((size_t)n_q * (size_t)hd * sizeof(float));
+        float *out = malloc((size_t)n_q * (size_t)hd * sizeof(float));
+        float *out2 = malloc((size_t)n_q * (size_t)hd * sizeof(float));
+        float *gen = malloc((size_t)n_q * (size_t)hd * sizeof(float));
+        float *sc = malloc((size_t)n_q * AT_CTX * sizeof(float));
+        double *ref = malloc((size_t)hd * sizeof(double));
+        int32_t *slots = malloc(AT_CTX * sizeof(int32_t));
+        for (int32_t p = 0; p < AT_PAD; p++)
+            for (int64_t d = 0; d < hd; d++) K[pl_k_index(p, d, hd)] = p < 271 ? rndf(-2.0f, 2.0f) : NAN;
+        for (int64_t i = 0; i < (int64_t)AT_CTX * hd; i++) V[i] = rndf(-1.0f, 1.0f);
+        for (int64_t i = 0; i < n_q * hd; i++) q[i] = rndf(-2.0f, 2.0f);
+        /* the keys of a fork: slots [P, P+m) copied to [Q, Q+m) with another
+         * block phase; the slots after Q+m (stale lanes of its last block,
+         * never keys) hold NaN */
+        const int32_t P = 137, Q = 211, m = 60;
+        for (int32_t j = 0; j < m; j++) {
+            for (int64_t d = 0; d < hd; d++) K[pl_k_index(Q + j, d, hd)] = K[pl_k_index(P + j, d, hd)];
+            memcpy(V + (int64_t)(Q + j) * hd, V + (int64_t)(P + j) * hd, (size_t)hd * sizeof(float));
+        }
+        static const int32_t lens[] = {1, 2, 15, 16, 17, 33, 137, 160, 197};
+        for (size_t ii = 0; ii < sizeof k_isas / sizeof k_isas[0]; ii++) {
+            const pl_kernels *k = pl_kernels_for(k_isas[ii]);
+            if (!k) continue;
+            double worst = 0.0, worst_gen = 0.0;
+            int split_bad = 0, fork_bad = 0;
+            for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+                const int32_t n = lens[li];
+                for (int32_t j = 0; j < n; j++) slots[j] = j;
+                k->attn(q, hd, n_q, K, V, hd, 0, n, n, n, hd, scale, out, hd, sc);
+                pl_attn_generic(q, hd, n_q, K, V, hd, 0, n, n, n, hd, scale, gen, hd, sc);
+                for (int h = 0; h < n_q; h++) {
+                    attn_ref(q + h * hd, hd, K, V, hd, slots, n, scale, ref);
+                    for (int64_t d = 0; d < hd; d++) {
+                        double vmax = 0.0;
+                        for (int32_t j = 0; j < n; j++) vmax = fmax(vmax, fabs(V[(int64_t)j * hd + d]));
+                        const double e = fabs(out[h * hd + d] - ref[d]) / vmax;
+                        const double eg = fabs(out[h * hd + d] - gen[h * hd + d]) / vmax;
+                        worst = e > worst || isnan(e) ? e : worst;
+                        worst_gen = eg > worst_gen || isnan(eg) ? eg : worst_gen;
+                    }
+                }
+                /* the same keys split at every point, and as an empty first range */
+                for (int32_t cut = 0; cut <= n; cut++) {
+                    k->attn(q, hd, n_q, K, V, hd, 0, cut, cut, n, hd, scale, out2, hd, sc);
+                    split_bad += memcmp(out, out2, (size_t)n_q * (size_t)hd * sizeof(float)) != 0;
+                }
+                k->attn(q, hd, n_q, K, V, hd, 0, 0, 0, n, hd, scale, out2, hd, sc);
+                split_bad += memcmp(out, out2, (size_t)n_q * (size_t)hd * sizeof(float)) != 0;
+                /* a fork: [0, P) then the copies of [P, n) at Q.. */
+                if (n > P && n - P <= m) {
+                    k->attn(q, hd, n_q, K, V, hd, 0, P, Q, Q + (n - P), hd, scale, out2, hd, sc);
+                    fork_bad += memcmp(out, out2, (size_t)n_q * (size_t)hd * sizeof(float)) != 0;
+                }
+            }
+            CHECK(worst <= ATTN_TOL, "attn %s hd %lld n_q %d: max error %.3g vs double (tol %g)", k->isa,
+                  (long long)hd, n_q, worst, ATTN_TOL);
+            CHECK(worst_gen <= ATTN_TOL, "attn %s hd %lld n_q %d: max diff %.3g vs generic (tol %g)", k->isa,
+                  (long long)hd, n_q, worst_gen, ATTN_TOL);
+            CHECK(split_bad == 0, "attn %s hd %lld n_q %d: %d range splits changed bits", k->isa, (long long)hd, n_q,
+                  split_bad);
+            CHECK(fork_bad == 0, "attn %s hd %lld n_q %d: %d forked key sequences changed bits", k->isa,
+                  (long long)hd, n_q, fork_bad);
+        }
+        free(K), free(V), free(q), free(out), free(out2), free(gen), free(sc), free(ref), free(slots);
+    }
+}
+
 int main(void) {
     const pl_kernels *best = pl_kernels_get();
     printf("kernels: %s\n", best->isa);
@@ -669,5 +781,6 @@ int main(void) {
     test_conversions();
     test_matmul();
     test_threadpool();
+    test_attention();
     return testlib_finish("test_kernels");
 }
