@@ -2,6 +2,7 @@
 #   make                      library + CLI (build/)
 #   make test                 all tests (needs ../shared/fixtures)
 #   make SANITIZE=address,undefined test   same under ASan/UBSan (build-san/)
+#   make stress               enforcement races and audit crash tests at stress sizes
 #   make fuzz                 libFuzzer targets (clang, build-fuzz/)
 #   make format               clang-format in place
 CC ?= cc
@@ -35,7 +36,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/replay_%)
 
-.PHONY: all test fuzz format clean check-format
+.PHONY: all test stress fuzz format clean check-format
 all: $(BUILD)/probelogits $(BUILD)/libprobelogits.a
 
 $(BUILD)/obj/%_avx2.o: src/%_avx2.c $(wildcard src/*.h include/*.h) | $(BUILD)/obj
@@ -58,6 +59,11 @@ $(BUILD)/replay_%: fuzz/%.c fuzz/replay.c $(BUILD)/libprobelogits.a
 
 test: all $(TEST_BIN) $(REPLAY_BIN)
 	BUILD=$(BUILD) bash tests/run.sh
+
+# The enforcement and audit tests with their stress sizes (>= 20,000
+# argument-swap races per syscall, 2,000 audit crash rounds).
+stress: all $(BUILD)/test_enforce $(BUILD)/test_supervisor $(BUILD)/test_audit
+	PL_STRESS=1 $(BUILD)/test_enforce && PL_STRESS=1 $(BUILD)/test_supervisor && PL_STRESS=1 $(BUILD)/test_audit
 
 # libFuzzer targets: clang, ASan + UBSan, the library compiled in.
 FUZZ_CC ?= clang
