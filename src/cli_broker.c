@@ -34,21 +34,7 @@ static void on_signal(int sig) {
 /* Builds the engine-backed decider in the classifier child (lives as long as the child). */
 static int broker_factory(void *arg, pl_decide_fn *fn, void **ctx, pl_err *err) {
     const broker_cfg *cfg = arg;
-    pl_policy *pol = NULL;
-    pl_model *m = NULL;
-    pl_engine *e = NULL;
-    char ebuf[512] = "";
-    int rc = pl_policy_load(cfg->policy, &pol, err);
-    if (!rc && (rc = pl_model_open(cfg->model, 0, &m, ebuf, sizeof ebuf))) rc = pl_fail(err, rc, "%s", ebuf);
-    if (!rc) rc = pl_engine_create(m, pol, 2, 0, cfg->snapshot, &e, err);
-    if (rc) {
-        pl_model_close(m);
-        pl_policy_free(pol);
-        return rc;
-    }
-    *fn = pl_engine_decide;
-    *ctx = e;
-    return PL_OK;
+    return cli_engine_decider(cfg->model, cfg->policy, cfg->snapshot, fn, ctx, err);
 }
 
 static const char usage_broker[] =

@@ -327,17 +327,15 @@ out:
     return status;
 }
 
-/* The `run` command's decider factory: runs in the classifier child, after
- * fork, and loads the policy, the model and the engine there. */
-static int engine_factory(void *arg, const pl_run_config *cfg, pl_decide_fn *fn, void **ctx, pl_err *err) {
-    (void)arg;
+int cli_engine_decider(const char *model, const char *policy, const char *snapshot, pl_decide_fn *fn, void **ctx,
+                       pl_err *err) {
     pl_policy *pol = NULL;
     pl_model *m = NULL;
     pl_engine *e = NULL;
     char ebuf[512] = "";
-    int rc = pl_policy_load(cfg->policy, &pol, err);
-    if (!rc && (rc = pl_model_open(cfg->model, 0, &m, ebuf, sizeof ebuf))) rc = pl_fail(err, rc, "%s", ebuf);
-    if (!rc) rc = pl_engine_create(m, pol, 2, 0, cfg->snapshot, &e, err);
+    int rc = pl_policy_load(policy, &pol, err);
+    if (!rc && (rc = pl_model_open(model, 0, &m, ebuf, sizeof ebuf))) rc = pl_fail(err, rc, "%s", ebuf);
+    if (!rc) rc = pl_engine_create(m, pol, 2, 0, snapshot, &e, err);
     if (rc) {
         pl_model_close(m);
         pl_policy_free(pol);
@@ -346,6 +344,13 @@ static int engine_factory(void *arg, const pl_run_config *cfg, pl_decide_fn *fn,
     *fn = pl_engine_decide; /* the engine, model and policy live as long as the child */
     *ctx = e;
     return PL_OK;
+}
+
+/* The `run` command's decider factory: runs in the classifier child, after
+ * fork, and loads the policy, the model and the engine there. */
+static int engine_factory(void *arg, const pl_run_config *cfg, pl_decide_fn *fn, void **ctx, pl_err *err) {
+    (void)arg;
+    return cli_engine_decider(cfg->model, cfg->policy, cfg->snapshot, fn, ctx, err);
 }
 
 int cli_run_governed(int argc, char **argv) { return cli_run(argc, argv, engine_factory, NULL); }
