@@ -119,7 +119,7 @@ static void test_probe_classify(void) {
     CHECK(run(cmd) == 2, "one label refused");
 
     snprintf(cmd, sizeof cmd,
-             BIN " classify -m %s --policy examples/policy.yaml 'rm -rf /' 'ls -la' 'cat ~/.aws/credentials'", m);
+             BIN " classify -m %s --policy examples/policy.yaml 'rm -rf /' 'ls -la' 'tar czf /tmp/x.tgz src'", m);
     CHECK(run(cmd) == 0, "classify");
     int lines = 0;
     char *save = NULL;
@@ -144,19 +144,21 @@ static void test_probe_classify(void) {
     CHECK(run(cmd) == 0, "snapshot");
     char *a = NULL, *b = NULL;
     snprintf(cmd, sizeof cmd,
-             "printf 'cat ~/.aws/credentials\\nchmod 777 /etc/passwd\\n' | " BIN
+             "printf 'tar czf /tmp/x.tgz src\\npython3 -m http.server 8080\\n' | " BIN
              " classify -m %s --policy examples/policy.yaml - | sed 's/\"latency_ms\":[0-9.e-]*//'",
              m);
     CHECK(run(cmd) == 0, "classify from stdin");
     a = strdup(out_buf);
     snprintf(cmd, sizeof cmd,
-             "printf 'cat ~/.aws/credentials\\nchmod 777 /etc/passwd\\n' | " BIN
+             "printf 'tar czf /tmp/x.tgz src\\npython3 -m http.server 8080\\n' | " BIN
              " classify -m %s --policy examples/policy.yaml --snapshot /tmp/pl_test_cli.snap - | sed "
              "'s/\"latency_ms\":[0-9.e-]*//'",
              m);
     CHECK(run(cmd) == 0, "classify from a snapshot");
     b = strdup(out_buf);
     CHECK(a && b && !strcmp(a, b) && strlen(a) > 50, "snapshot gives identical decisions and numbers");
+    CHECK(a && strstr(a, "\"rule\":null") && !strstr(a, "\"p_dangerous\":null"),
+          "the snapshot comparison goes through the probe (no rule decided)");
     free(a);
     free(b);
     snprintf(cmd, sizeof cmd,
