@@ -126,6 +126,16 @@ void pl_kv_state_free(pl_kv_state *state);
 int pl_session_fork(pl_session *session, pl_session **out, char *err, size_t err_cap);
 int pl_session_n_threads(const pl_session *session);
 
+/* Fast mode (off by default): before each matmul with quantized weights
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) the activations are
+ * quantized to int8 per 32-value block and multiplied with integer dot
+ * products, like llama.cpp; attention, norms and RoPE stay float, and
+ * F32/F16/BF16 weights are unaffected. Results stay bitwise deterministic
+ * across threads, batch sizes and cached/uncached prefixes, but move away
+ * from the exact forward by about as much as llama.cpp's do. Applies to the
+ * following evals (forks inherit it); on = 0 restores the exact mode. */
+int pl_session_set_fast(pl_session *session, int on);
+
 /* Message of the last failed call on this session. */
 const char *pl_session_errmsg(const pl_session *session);
 

@@ -3,7 +3,7 @@
  *
  *   probelogits inspect FILE.gguf
  *   probelogits tokenize -m FILE.gguf [--raw] [TEXT | -]
- *   probelogits logits -m FILE.gguf [-t N] [--all-positions] [--top K] [--out FILE.f32] [TEXT | -] */
+ *   probelogits logits -m FILE.gguf [-t N] [--all-positions] [--fast] [--top K] [--out FILE.f32] [TEXT | -] */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -52,7 +52,8 @@ static const char usage_tokenize[] =
     "            (default: BOS per the model's metadata, special-token text parsed)\n";
 
 static const char usage_logits[] =
-    "usage: probelogits logits -m FILE.gguf [-t N] [--all-positions] [--top K] [--out FILE.f32] [TEXT | -]\n"
+    "usage: probelogits logits -m FILE.gguf [-t N] [--all-positions] [--fast] [--top K] [--out FILE.f32] [TEXT | -]\n"
+    "  --fast           int8 activations for quantized matmuls (like llama.cpp; not exact)\n"
     "Tokenizes TEXT (BOS per metadata, special tokens parsed), runs one forward pass and prints\n"
     "JSON: token ids, argmax, log-sum-exp and the top-K (id, logit) pairs of the last position.\n"
     "  -m FILE          model GGUF\n"
@@ -202,6 +203,7 @@ typedef struct cli_opts {
     int threads;
     int raw;
     int all_positions;
+    int fast;          /* --fast: int8 activations (pl_session_set_fast) */
     int top;
     const char *out;
     const char *text;
@@ -234,6 +236,8 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts *o) {
             o->raw = 1;
         } else if (!strcmp(a, "--all-positions")) {
             o->all_positions = 1;
+        } else if (!strcmp(a, "--fast")) {
+            o->fast = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
             char msg[128];
             snprintf(msg, sizeof msg, "unknown option %s", a);
@@ -340,6 +344,7 @@ static int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "probelogits: %s\n", n > (1u << 20) ? "text too long" : ebuf);
         goto done;
     }
+    pl_session_set_fast(s, o.fast);
     double t0 = pl_now();
     if (pl_session_eval(s, ids, n, o.all_positions ? PL_EVAL_ALL_POSITIONS : PL_EVAL_LAST) != PL_OK) {
         fprintf(stderr, "probelogits: %s\n", pl_session_errmsg(s));

@@ -19,7 +19,7 @@
 #include "quant.h"
 
 static const char usage_bench[] =
-    "usage: probelogits bench -m MODEL [--workload FILE] [-t N] [--json] [--template NAME] [--n-probes N]\n"
+    "usage: probelogits bench -m MODEL [--workload FILE] [-t N] [--json] [--template NAME] [--n-probes N] [--fast]\n"
     "Verifies that cached, batched probes equal the uncached whole-prompt forward pass bit for bit,\n"
     "then measures: prefix evaluation; per-probe latency (mean/p50/p95) with the prefix restored from a\n"
     "checkpoint; 8 probes per batched pass; prompt processing at 64 and 512 tokens; generation;\n"
@@ -27,7 +27,8 @@ static const char usage_bench[] =
     "  --workload FILE  default ../shared/bench/probe-workload.json\n"
     "  --template NAME  chatml or llama3 (default: llama3 when the vocabulary has its tokens, else chatml)\n"
     "  --n-probes N     use the first N actions (default all)\n"
-    "  --json           one JSON object on stdout (progress stays on stderr)\n";
+    "  --json           one JSON object on stdout (progress stays on stderr)\n"
+    "  --fast           int8 activations for quantized matmuls (pl_session_set_fast)\n";
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -100,6 +101,7 @@ static double weight_bytes_per_token(const pl_model *m) {
 typedef struct bench_opts {
     const char *model, *workload, *tmpl;
     int threads, json;
+    int fast; /* --fast: pl_session_set_fast on every session */
     long n_probes;
 } bench_opts;
 
@@ -114,6 +116,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
             fputs(usage_bench, stdout);
             return -1;
         } else if (!strcmp(a, "--json")) o->json = 1;
+        else if (!strcmp(a, "--fast")) o->fast = 1;
         else if (!next) return cli_die_usage(usage_bench, "an option needs a value");
         else if (!strcmp(a, "-m")) o->model = next, i++;
         else if (!strcmp(a, "--workload")) o->workload = next, i++;
@@ -178,6 +181,7 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "probelogits: %s\n", err);
         goto out;
     }
+    pl_session_set_fast(s, o.fast), pl_session_set_fast(ref, o.fast), pl_session_set_fast(other, o.fast);
     const char *tmpl = o.tmpl ? o.tmpl : pl_text_to_id(m, "<|start_header_id|>", 19) >= 0 ? "llama3" : "chatml";
     const char *labels[2] = {" Yes", " No"};
     const pl_probe_params pp = {.template_name = tmpl, .system = system, .questions = &question, .n_questions = 1,

@@ -14,6 +14,9 @@
  * double, so results sit close to an exact float64 forward. Every output
  * value is computed by exactly one thread in an order that does not depend
  * on the thread count or the batch split: results are bitwise reproducible.
+ * Fast mode (pl_session_set_fast): each matmul input is quantized once to
+ * int8 blocks (q8a, quant.h) and weights with an integer kernel use it; the
+ * rest stays as above, and determinism holds the same way.
  * All buffers are allocated at session creation; eval allocates nothing
  * (except growing the logits buffer the first time all positions are
  * requested for a larger batch). */
@@ -54,7 +57,9 @@ struct pl_session {
     float *hb, *hb2;         /* [PL_N_BATCH][n_ff] */
     float *scores;           /* [n_threads][n_head/n_head_kv][n_ctx] attention scores of one GQA group */
     float *scratch;          /* [n_threads][scratch_len] dequantized weight rows */
-    int64_t scratch_len;
+    int64_t scratch_len;     /* floats per thread; also holds PL_Q8_SCRATCH_BYTES of the widest input */
+    int fast;                /* fast mode: int8 activations for quantized matmuls (pl_session_set_fast) */
+    uint8_t *xq;             /* [PL_N_BATCH][pl_q8a_stride(max(n_ff, n_embd, q_dim))] quantized matmul input, 64-aligned */
     float *rope_cos, *rope_sin; /* [n_ctx][n_rot/2] */
     int32_t *tok_pos;        /* [PL_N_BATCH] RoPE position of each batch token */
     int32_t *tok_seq_begin;  /* [PL_N_BATCH] first cache slot of each token's own sequence */
@@ -84,6 +89,7 @@ typedef struct mm_task {
     int n_jobs;
     mm_job jobs[3];
     int64_t n_tok;
+    const uint8_t *xq;  /* q8a of the jobs' shared input (fast mode), or NULL */
 } mm_task;
 
 /* Each thread takes a contiguous range of output rows of every job. */
@@ -94,15 +100,32 @@ static void mm_worker(void *arg, int ith, int nth) {
         const mm_job *job = &t->jobs[j];
         const int64_t rows = job->w->ne1;
         const int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
-        if (r0 < r1)
+        if (r0 >= r1) continue;
+        if (t->xq && pl_q8_supported(job->w->type))
+            pl_matmul_rows_q8(t->s->kern, job->w->data, job->w->type, job->w->ne0, r0, r1, t->xq, t->n_tok, job->y,
+                              job->y_stride, (uint8_t *)scratch);
+        else
             pl_matmul_rows(t->s->kern, job->w->data, job->w->type, job->w->ne0, r0, r1, job->x, job->x_stride,
                            t->n_tok, job->y, job->y_stride, scratch);
     }
 }
 
+/* Quantizes n_tok rows of n values (x, x_stride apart) into s->xq when fast
+ * mode is on and type has an integer kernel; returns s->xq, else NULL. */
+static const uint8_t *quantize_input(pl_session *s, uint32_t type, const float *x, int64_t x_stride, int64_t n,
+                                     int64_t n_tok) {
+    if (!s->fast || !pl_q8_supported(type) || n % 32 != 0) return NULL;
+    s->kern->quant_act(x, x_stride, n, n_tok, s->xq);
+    return s->xq;
+}
+
+/* All jobs of one call share the input x (same x, stride and ne0); in fast
+ * mode it is quantized once here, before the threads start. */
 static void matmul(pl_session *s, int64_t n_tok, int n_jobs, const mm_job *jobs) {
     mm_task t = {.s = s, .n_jobs = n_jobs, .n_tok = n_tok};
     for (int j = 0; j < n_jobs; j++) t.jobs[j] = jobs[j];
+    for (int j = 0; j < n_jobs && !t.xq; j++)
+        t.xq = quantize_input(s, jobs[j].w->type, jobs[0].x, jobs[0].x_stride, jobs[0].w->ne0, n_tok);
     pl_threadpool_run(s->pool, mm_worker, &t);
 }
 
@@ -341,7 +364,12 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     const size_t B = PL_N_BATCH, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
     const size_t W = E > (size_t)s->q_dim ? E : (size_t)s->q_dim;
     /* per-thread matmul scratch (see PL_MATMUL_SCRATCH), 64-byte aligned */
-    s->scratch_len = (PL_MATMUL_SCRATCH((int64_t)(F > W ? F : W)) + 15) / 16 * 16;
+    const int64_t widest = (int64_t)(F > W ? F : W);
+    s->scratch_len = PL_MATMUL_SCRATCH(widest);
+    if ((PL_Q8_SCRATCH_BYTES(widest) + 3) / 4 > s->scratch_len) s->scratch_len = (PL_Q8_SCRATCH_BYTES(widest) + 3) / 4;
+    s->scratch_len = (s->scratch_len + 15) / 16 * 16;
+    const size_t xq_bytes = ((size_t)B * (size_t)pl_q8a_stride(widest) + 63) / 64 * 64;
+    s->xq = aligned_alloc(64, xq_bytes ? xq_bytes : 64);
     const size_t half = (size_t)hp->n_rot / 2;
     size_t k_bytes;
     if (pl_mul_ok((size_t)hp->n_layer * (size_t)s->n_ctx_pad, (size_t)s->kv_dim * sizeof(float), &k_bytes) && k_bytes) {
@@ -374,7 +402,7 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->logits_cap = 1;
     s->pool = pl_threadpool_create(n_threads);
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->kb || !s->vb || !s->hb || !s->hb2 ||
-        !s->scores || !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool) {
+        !s->scores || !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool || !s->xq) {
         pl_session_free(s);
         return pl_fail(&err, PL_ERR_NOMEM, "out of memory for a session of %d positions", n_ctx);
     }
@@ -409,6 +437,7 @@ void pl_session_free(pl_session *s) {
     free(s->tok_seq_begin);
     free(s->slot_serial);
     free(s->scratch);
+    free(s->xq);
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->logits);
@@ -424,6 +453,7 @@ typedef struct sel_task {
     size_t n_ids;
     int64_t n_rows;     /* hidden rows in s->xb */
     float *out;         /* [n_rows][n_ids] */
+    const uint8_t *xq;  /* q8a of the hidden rows (fast mode), or NULL */
 } sel_task;
 
 static void sel_worker(void *arg, int ith, int nth) {
@@ -431,8 +461,12 @@ static void sel_worker(void *arg, int ith, int nth) {
     float *scratch = t->s->scratch + (int64_t)ith * t->s->scratch_len;
     for (size_t k = t->n_ids * (size_t)ith / (size_t)nth; k < t->n_ids * (size_t)(ith + 1) / (size_t)nth; k++) {
         const char *row = (const char *)t->w->data + (size_t)t->ids[k] * t->w->row_bytes;
-        pl_matmul_rows(t->s->kern, row, t->w->type, t->w->ne0, 0, 1, t->s->xb, t->w->ne0, t->n_rows, t->out + k,
-                       (int64_t)t->n_ids, scratch);
+        if (t->xq)
+            pl_matmul_rows_q8(t->s->kern, row, t->w->type, t->w->ne0, 0, 1, t->xq, t->n_rows, t->out + k,
+                              (int64_t)t->n_ids, (uint8_t *)scratch);
+        else
+            pl_matmul_rows(t->s->kern, row, t->w->type, t->w->ne0, 0, 1, t->s->xb, t->w->ne0, t->n_rows, t->out + k,
+                           (int64_t)t->n_ids, scratch);
     }
 }
 
@@ -484,7 +518,8 @@ int session_eval_forks(pl_session *s, const pl_seq *seqs, size_t n_seqs, const i
             rmsnorm_w(s->xb + k * E, s->x + want[k] * E, &m->output_norm, E, m->hp.rms_eps, s->scratch);
         float *dst = out + out_row * row_len;
         if (vocab_ids) {
-            sel_task t = {s, &m->output, vocab_ids, n_ids, n_want, dst};
+            sel_task t = {s, &m->output, vocab_ids, n_ids, n_want, dst,
+                          quantize_input(s, m->output.type, s->xb, E, E, n_want)};
             pl_threadpool_run(s->pool, sel_worker, &t);
         } else {
             const mm_job job = {&m->output, s->xb, E, dst, n_vocab};
@@ -661,6 +696,13 @@ int pl_session_fork(pl_session *s, pl_session **out, char *err_buf, size_t err_c
         memcpy((*out)->v_cache + (size_t)l * v_layer, s->v_cache + (size_t)l * v_layer, vn * sizeof(float));
     }
     (*out)->n_past = s->n_past;
+    (*out)->fast = s->fast;
+    return PL_OK;
+}
+
+int pl_session_set_fast(pl_session *s, int on) {
+    if (!s) return PL_ERR_ARG;
+    s->fast = on != 0;
     return PL_OK;
 }
 

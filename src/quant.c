@@ -2,7 +2,8 @@
  * dequantizers (the definition of what every SIMD kernel must reproduce bit
  * for bit), the type traits table, CPU detection and the per-ISA kernel
  * tables, the scalar reference matmul (the canonical accumulation order of
- * pl_matmul_rows written plainly) and the matmul entry point.
+ * pl_matmul_rows written plainly) and the matmul entry point; for fast mode,
+ * the reference activation quantizer (q8a) and integer matmul.
  *
  * Layouts and formulas follow ggml (ggml-common.h, ggml-quants.c); the block
  * structs live in quant_isa.h so the SIMD files share them. This file is
@@ -330,6 +331,161 @@ static void matmul_scalar(pl_to_float_fn to_float, const void *W, uint32_t type,
     }
 }
 
+/* ---- fast mode: q8a activations and the reference integer matmul ---------- */
+
+/* Reference quantizer (defines the q8a bytes, see quant.h). */
+static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst) {
+    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n);
+    for (int64_t t = 0; t < nt; t++) {
+        uint8_t *o = dst + t * stride;
+        memset(o, 0, (size_t)stride);
+        for (int64_t b = 0; b < nb; b++) {
+            const float *v = x + t * xs + b * PL_QK;
+            uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
+            const int l = (int)(b % 16);
+            float amax = 0.0f;
+            for (int i = 0; i < PL_QK; i++) {
+                const float a = fabsf(v[i]);
+                if (a > amax) amax = a;
+            }
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            int32_t sum = 0, sumh = 0;
+            for (int i = 0; i < PL_QK; i++) {
+                const int q = (int)nearbyintf(v[i] * id);
+                G[(i / 4) * 64 + 4 * l + i % 4] = (uint8_t)(int8_t)q;
+                sum += q;
+                if (i < 16) sumh += q;
+            }
+            const float ax = d * (float)sum;
+            memcpy(G + 512 + 4 * l, &d, 4);
+            memcpy(G + 576 + 4 * l, &ax, 4);
+            memcpy(G + 640 + 4 * l, &sum, 4);
+            memcpy(G + 704 + 4 * l, &sumh, 4);
+        }
+    }
+}
+
+bool pl_q8_supported(uint32_t type) {
+    switch (type) {
+    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0:
+    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return true;
+    default: return false;
+    }
+}
+
+/* Integer weights w[32] of 32-value block b of a row (offsets removed; Q6_K
+ * times its 16-value scales), the weight scale *dw and the signed min factor
+ * *mw added as fmaf(mw, ax_b, acc) (0 when the type has none). */
+static void q8_block_ref(uint32_t type, const uint8_t *row, int64_t b, int32_t w[32], float *dw, float *mw) {
+    *mw = 0.0f;
+    switch (type) {
+    case GGML_Q8_0: {
+        const pl_block_q8_0 *x = (const pl_block_q8_0 *)(const void *)row + b;
+        *dw = pl_fp16_to_f32(x->d);
+        for (int i = 0; i < 32; i++) w[i] = x->qs[i];
+        break;
+    }
+    case GGML_Q4_0: case GGML_Q4_1: {
+        const uint8_t *qs;
+        if (type == GGML_Q4_0) {
+            const pl_block_q4_0 *x = (const pl_block_q4_0 *)(const void *)row + b;
+            *dw = pl_fp16_to_f32(x->d), qs = x->qs;
+        } else {
+            const pl_block_q4_1 *x = (const pl_block_q4_1 *)(const void *)row + b;
+            *dw = pl_fp16_to_f32(x->d), *mw = pl_fp16_to_f32(x->m), qs = x->qs;
+        }
+        const int off = type == GGML_Q4_0 ? 8 : 0;
+        for (int i = 0; i < 16; i++) w[i] = (qs[i] & 0xF) - off, w[i + 16] = (qs[i] >> 4) - off;
+        break;
+    }
+    case GGML_Q5_0: case GGML_Q5_1: {
+        const uint8_t *qs, *qhp;
+        if (type == GGML_Q5_0) {
+            const pl_block_q5_0 *x = (const pl_block_q5_0 *)(const void *)row + b;
+            *dw = pl_fp16_to_f32(x->d), qs = x->qs, qhp = x->qh;
+        } else {
+            const pl_block_q5_1 *x = (const pl_block_q5_1 *)(const void *)row + b;
+            *dw = pl_fp16_to_f32(x->d), *mw = pl_fp16_to_f32(x->m), qs = x->qs, qhp = x->qh;
+        }
+        const uint32_t qh = pl_load_u32(qhp);
+        const int off = type == GGML_Q5_0 ? 16 : 0;
+        for (int i = 0; i < 16; i++) {
+            w[i] = ((qs[i] & 0xF) | (int)((qh >> i) & 1) << 4) - off;
+            w[i + 16] = ((qs[i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4) - off;
+        }
+        break;
+    }
+    case GGML_Q4_K: case GGML_Q5_K: {
+        const int64_t sb = b / 8;
+        const int j = (int)(b % 8);
+        const uint8_t *scales, *qs, *qh = NULL;
+        float d, dmin;
+        if (type == GGML_Q4_K) {
+            const pl_block_q4_k *x = (const pl_block_q4_k *)(const void *)row + sb;
+            d = pl_fp16_to_f32(x->d), dmin = pl_fp16_to_f32(x->dmin), scales = x->scales, qs = x->qs;
+        } else {
+            const pl_block_q5_k *x = (const pl_block_q5_k *)(const void *)row + sb;
+            d = pl_fp16_to_f32(x->d), dmin = pl_fp16_to_f32(x->dmin), scales = x->scales, qs = x->qs, qh = x->qh;
+        }
+        uint8_t sc, m;
+        pl_k_scale_min(j, scales, &sc, &m);
+        *dw = d * (float)sc;
+        *mw = -(dmin * (float)m);
+        const uint8_t *q = qs + (j / 2) * 32;
+        for (int i = 0; i < 32; i++) {
+            w[i] = j % 2 ? q[i] >> 4 : q[i] & 0xF;
+            if (qh && (qh[i] & (1u << j))) w[i] += 16;
+        }
+        break;
+    }
+    case GGML_Q6_K: {
+        const pl_block_q6_k *x = (const pl_block_q6_k *)(const void *)row + b / 8;
+        const int j = (int)(b % 8), h = j / 4, k = j % 4;
+        *dw = pl_fp16_to_f32(x->d);
+        for (int i = 0; i < 32; i++) {
+            const uint8_t qlb = x->ql[64 * h + i + (k & 1) * 32];
+            const int nib = k < 2 ? qlb & 0xF : qlb >> 4;
+            const int q = nib | ((x->qh[32 * h + i] >> (2 * k)) & 3) << 4;
+            w[i] = (q - 32) * x->scales[8 * h + i / 16 + 2 * k];
+        }
+        break;
+    }
+    default: *dw = __builtin_nanf(""); for (int i = 0; i < 32; i++) w[i] = 0; break;
+    }
+}
+
+/* Reference integer matmul: the canonical order of pl_matmul_rows_q8 written
+ * plainly, decoding each block from the ggml layout (not the SIMD repack). */
+static void matmul_q8_scalar(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
+                             const uint8_t *xq, int64_t nt, float *y, int64_t ys, uint8_t *scratch) {
+    (void)scratch;
+    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)W + (size_t)r * rs;
+        for (int64_t t = 0; t < nt; t++) {
+            const uint8_t *a = xq + t * stride;
+            float acc[16] = {0};
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t w[32];
+                float dw, mw, dx, ax;
+                q8_block_ref(type, row, b, w, &dw, &mw);
+                const uint8_t *G = a + b / 16 * PL_Q8A_GROUP_BYTES;
+                const int l = (int)(b % 16);
+                int32_t S = 0;
+                for (int i = 0; i < 32; i++) S += w[i] * (int8_t)G[(i / 4) * 64 + 4 * l + i % 4];
+                memcpy(&dx, G + 512 + 4 * l, 4);
+                memcpy(&ax, G + 576 + 4 * l, 4);
+                acc[l] = fmaf((float)S, dw * dx, acc[l]);
+                if (type == GGML_Q4_1 || type == GGML_Q5_1 || type == GGML_Q4_K || type == GGML_Q5_K)
+                    acc[l] = fmaf(mw, ax, acc[l]);
+            }
+            for (int h = 8; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) acc[l] += acc[l + h];
+            y[t * ys + r] = acc[0];
+        }
+    }
+}
+
 /* ---- attention ---------------------------------------------------------------- */
 
 /* Canonical score of one key (also the AVX-512 kernel's, lane by lane):
@@ -395,6 +551,8 @@ static const pl_kernels k_scalar = {
     .to_float = {REF_TABLE},
     .matmul = matmul_scalar,
     .attn = pl_attn_generic,
+    .quant_act = quant_act_scalar,
+    .matmul_q8 = matmul_q8_scalar,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -417,6 +575,8 @@ static const pl_kernels k_avx2 = {
                  [GGML_Q6_K] = pl_to_float_q6_k_avx2},
     .matmul = pl_matmul_avx2,
     .attn = pl_attn_generic,
+    .quant_act = quant_act_scalar, /* no AVX2 integer kernels: the references */
+    .matmul_q8 = matmul_q8_scalar,
 };
 
 static const pl_kernels k_avx512 = {
@@ -435,6 +595,8 @@ static const pl_kernels k_avx512 = {
                  [GGML_Q6_K] = pl_to_float_q6_k_avx512},
     .matmul = pl_matmul_avx512,
     .attn = pl_attn_avx512,
+    .quant_act = pl_quant_act_avx512,
+    .matmul_q8 = pl_matmul_q8_avx512,
 };
 #pragma GCC diagnostic pop
 
@@ -516,4 +678,16 @@ void pl_matmul_rows(const pl_kernels *k, const void *W, uint32_t type, int64_t n
     }
     if (r1 <= r0 || n_tok <= 0) return;
     k->matmul(to_float, W, type, rs, n_in, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);
+}
+
+void pl_matmul_rows_q8(const pl_kernels *k, const void *W, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
+                       const uint8_t *xq, int64_t n_tok, float *y, int64_t y_stride, uint8_t *scratch) {
+    const size_t rs = pl_row_size(type, n_in);
+    if (!pl_q8_supported(type) || n_in % PL_QK != 0 || (rs == 0 && n_in > 0)) {
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = __builtin_nanf("");
+        return;
+    }
+    if (r1 <= r0 || n_tok <= 0) return;
+    k->matmul_q8(W, type, rs, n_in, r0, r1, xq, n_tok, y, y_stride, scratch);
 }

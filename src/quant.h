@@ -8,7 +8,13 @@
  * to an exact forward pass). pl_matmul_rows fixes one accumulation order that
  * every ISA's matmul reproduces bit for bit (see there).
  *
- * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K. */
+ * Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
+ *
+ * Fast mode (opt-in, see pl_matmul_rows_q8): activations are quantized once
+ * per matmul input to int8 per 32-value block and the quantized types with
+ * an integer kernel (pl_q8_supported) multiply them with integer dot
+ * products (AVX-512 VNNI), like llama.cpp; again one fixed order on every
+ * ISA. */
 #ifndef PL_QUANT_H
 #define PL_QUANT_H
 
@@ -80,6 +86,60 @@ void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, 
                      int32_t a0, int32_t a1, int32_t b0, int32_t b1, int64_t hd, float scale, float *out,
                      int64_t out_stride, float *scores);
 
+struct pl_kernels;
+
+/* ---- fast mode: int8 activations and integer dot products ----------------
+ *
+ * Activation layout ("q8a"), per token of n_in values (n_in a multiple of
+ * 32; nb = n_in/32 blocks of 32, grouped 16 blocks = 512 values a group,
+ * ng = ceil(nb/16) groups, PL_Q8A_GROUP_BYTES each, the last zero-padded):
+ * a group holds, for lane l in [0,16) (block b = 16g + l):
+ *   bytes [0, 512): the quants transposed, byte s*64 + 4l + k = q[b][4s + k]
+ *                   (s < 8, k < 4), so one 64-byte load gives 4 quants of
+ *                   each of 16 blocks (a VNNI lane per block);
+ *   float d[16]   at 512: the block scale d_b = amax_b / 127;
+ *   float ax[16]  at 576: d_b * (float)sum_b (for min / offset terms);
+ *   int32 sum[16] at 640: sum_b of the block's 32 quants;
+ *   int32 sumh[16] at 704: sum of its first 16 quants (Q6_K halves).
+ * Quantization (the scalar reference defines it; every ISA reproduces the
+ * bytes): amax = max |x|, d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0,
+ * q = (int)nearbyintf(x * id) (round to nearest even); padding lanes are 0. */
+#define PL_Q8A_GROUP_BYTES 768
+/* Bytes per token of the q8a layout for rows of n_in values. */
+static inline int64_t pl_q8a_stride(int64_t n_in) { return (n_in / 32 + 15) / 16 * PL_Q8A_GROUP_BYTES; }
+/* Quantizes n_tok rows of n_in floats (x + t*xs) to q8a at dst + t*stride
+ * (stride = pl_q8a_stride(n_in)); n_in must be a multiple of 32. */
+typedef void (*pl_quant_act_fn)(const float *x, int64_t xs, int64_t n_in, int64_t n_tok, uint8_t *dst);
+/* Integer matmul body behind pl_matmul_rows_q8 (arguments already checked). */
+typedef void (*pl_matmul_q8_fn)(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
+                                const uint8_t *xq, int64_t n_tok, float *y, int64_t ys, uint8_t *scratch);
+/* Rows the integer matmul repacks at once, and the per-thread scratch bytes
+ * it needs for rows of n_in values (64-byte aligned inside, so 64 of slack). */
+#define PL_Q8_ROWS 4
+#define PL_Q8_SCRATCH_BYTES(n_in) ((int64_t)PL_Q8_ROWS * pl_q8a_stride(n_in) + 64)
+
+/* True when type has an integer kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+ * Q5_K, Q6_K); other types keep the float path in fast mode. */
+bool pl_q8_supported(uint32_t type);
+
+/* y[t*y_stride + r] for r in [r0, r1), t < n_tok: W row r (n_in values of a
+ * pl_q8_supported type) times token t of the q8a activations xq (token t at
+ * xq + t*pl_q8a_stride(n_in)). scratch holds PL_Q8_SCRATCH_BYTES(n_in).
+ *
+ * Canonical order (every ISA, bit for bit, whatever n_tok, the row range or
+ * the thread count): per block b the exact integer S_b = sum_i w_i * a_i
+ * over its 32 values (w_i the integer weight quant with its offset removed:
+ * nibble-8, q5-16, q8, Q6_K q-32 times the 16-value scale, Q4_K/Q5_K
+ * nibble/q5 with no min); with dw_b the weight scale (Q4_K/Q5_K:
+ * d * (float)sc_j; Q6_K: d; legacy: d) and lane l = b % 16, 16 float lanes
+ * from +0 take, in block order,
+ *   acc[l] = fmaf((float)S_b, dw_b * d_b, acc[l])
+ * and then the min term: Q4_K/Q5_K acc[l] = fmaf(-(dmin * (float)m_j), ax_b,
+ * acc[l]); Q4_1/Q5_1 acc[l] = fmaf(m, ax_b, acc[l]); then the halving tree
+ * of pl_matmul_rows (l += l+8, +4, +2, then [0] + [1]). Allocates nothing. */
+void pl_matmul_rows_q8(const struct pl_kernels *k, const void *W, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
+                       const uint8_t *xq, int64_t n_tok, float *y, int64_t y_stride, uint8_t *scratch);
+
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
     const char *isa;                  /* "avx512", "avx2" or "scalar" */
@@ -87,6 +147,8 @@ typedef struct pl_kernels {
     pl_to_float_fn to_float[40];      /* per ggml type; NULL = unsupported */
     pl_matmul_fn matmul;              /* the matmul body (see pl_matmul_rows) */
     pl_attn_fn attn;                  /* attention of one GQA group (see pl_attn_fn) */
+    pl_quant_act_fn quant_act;        /* fast mode: float rows -> q8a (see pl_q8a_stride) */
+    pl_matmul_q8_fn matmul_q8;        /* fast mode: integer matmul body (see pl_matmul_rows_q8) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

@@ -1,7 +1,8 @@
 /* quant_avx512.c — AVX-512 (F/BW/VL/DQ; compiled also with VNNI/BF16, FMA,
  * F16C) kernels: the float dot product, dequantizers for every supported
  * quantized type, and the matmul body (a 6-row x 4-token register tile over
- * dequantized rows; fused dequantize+FMA kernels for one token). Only quant.c
+ * dequantized rows; fused dequantize+FMA kernels for one token), and for fast
+ * mode the q8a activation quantizer and the integer (VNNI) matmul. Only quant.c
  * calls these, after checking the CPU. The matmul keeps the canonical order
  * of pl_matmul_rows (quant.h) on every path.
  *
@@ -839,6 +840,317 @@ void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, c
             default:
                 break; /* unreachable */
             }
+        }
+    }
+}
+
+/* ---- fast mode: q8a quantizer and integer (VNNI) matmul --------------------
+ * Both reproduce the references in quant.c bit for bit: the quantizer makes
+ * the same float operations per value (one multiply, round to nearest even),
+ * the matmul computes the same exact integer block sums S_b and then the
+ * same float operations per lane (see pl_matmul_rows_q8 in quant.h). */
+
+/* Stores the 32 bytes v of block lane l into a q8a-layout group G
+ * (byte s*64 + 4l + k = v[4s + k]). */
+static inline void q8_put32(uint8_t *G, int l, __m256i v) {
+    uint32_t w[8];
+    _mm256_storeu_si256((__m256i *)w, v);
+    for (int s = 0; s < 8; s++) memcpy(G + s * 64 + 4 * l, &w[s], 4);
+}
+
+void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst) {
+    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n), full = nb / 16 * PL_Q8A_GROUP_BYTES;
+    const __m512 sgn = _mm512_set1_ps(-0.0f);
+    for (int64_t t = 0; t < nt; t++) {
+        uint8_t *o = dst + t * stride;
+        if (stride > full) memset(o + full, 0, (size_t)(stride - full));
+        for (int64_t b = 0; b < nb; b++) {
+            const float *v = x + t * xs + b * PL_QK;
+            uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
+            const int l = (int)(b % 16);
+            const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sgn, v0), _mm512_andnot_ps(sgn, v1)));
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            const __m512 vid = _mm512_set1_ps(id);
+            const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+            const int32_t sumh = _mm512_reduce_add_epi32(q0), sum = sumh + _mm512_reduce_add_epi32(q1);
+            q8_put32(G, l, _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1));
+            const float ax = d * (float)sum;
+            memcpy(G + 512 + 4 * l, &d, 4);
+            memcpy(G + 576 + 4 * l, &ax, 4);
+            memcpy(G + 640 + 4 * l, &sum, 4);
+            memcpy(G + 704 + 4 * l, &sumh, 4);
+        }
+    }
+}
+
+/* Repacked weight row (same group geometry as q8a): per group, bytes
+ * [0, 512) the unsigned weight codes u transposed like the activations
+ * (Q8_0: q + 128; Q4_x: nibble; Q5_x: 5-bit q; Q4_K/Q5_K: nibble / 5-bit q;
+ * Q6_K: 6-bit q); float dw[16] at 512; float mw[16] at 576 (signed min
+ * factor, 0 if none); at 640 / 704 (Q6_K) the scales of the first / second
+ * 16 values of each block as int32 lanes holding the int16 scale twice.
+ * Padding lanes are all zero. */
+
+/* 32 nibbles of 16 bytes: element i < 16 low nibble of q[i], i >= 16 high. */
+static inline __m256i nib32(const uint8_t *q) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q), m = _mm_set1_epi8(0xF);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, m)), _mm_and_si128(_mm_srli_epi16(v, 4), m), 1);
+}
+
+/* Sets bit 4 of byte i where bit i of qh is set. */
+static inline __m256i or_bit4(__m256i u, uint32_t qh) {
+    return _mm256_or_si256(u, _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(16)));
+}
+
+/* The codes u of block b of a row; writes its dw, mw (and Q6_K scales) into
+ * lane l of group G. */
+static inline __attribute__((always_inline)) __m256i q8_block_u(uint32_t type, const uint8_t *row, int64_t b,
+                                                                uint8_t *G, int l) {
+    const __m256i k15 = _mm256_set1_epi8(0xF);
+    float dw = 0.0f, mw = 0.0f;
+    __m256i u;
+    {
+        switch (type) {
+        case GGML_Q8_0: {
+            const pl_block_q8_0 *x = (const pl_block_q8_0 *)(const void *)row + b;
+            dw = h2f(x->d);
+            u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x->qs), _mm256_set1_epi8((char)0x80));
+            break;
+        }
+        case GGML_Q4_0: {
+            const pl_block_q4_0 *x = (const pl_block_q4_0 *)(const void *)row + b;
+            dw = h2f(x->d), u = nib32(x->qs);
+            break;
+        }
+        case GGML_Q4_1: {
+            const pl_block_q4_1 *x = (const pl_block_q4_1 *)(const void *)row + b;
+            dw = h2f(x->d), mw = h2f(x->m), u = nib32(x->qs);
+            break;
+        }
+        case GGML_Q5_0: {
+            const pl_block_q5_0 *x = (const pl_block_q5_0 *)(const void *)row + b;
+            uint32_t qh;
+            memcpy(&qh, x->qh, 4);
+            dw = h2f(x->d), u = or_bit4(nib32(x->qs), qh);
+            break;
+        }
+        case GGML_Q5_1: {
+            const pl_block_q5_1 *x = (const pl_block_q5_1 *)(const void *)row + b;
+            uint32_t qh;
+            memcpy(&qh, x->qh, 4);
+            dw = h2f(x->d), mw = h2f(x->m), u = or_bit4(nib32(x->qs), qh);
+            break;
+        }
+        case GGML_Q4_K:
+        case GGML_Q5_K: {
+            const int j = (int)(b % 8);
+            const uint8_t *scales, *qs, *qh = NULL;
+            float d, dmin;
+            if (type == GGML_Q4_K) {
+                const pl_block_q4_k *x = (const pl_block_q4_k *)(const void *)row + b / 8;
+                d = h2f(x->d), dmin = h2f(x->dmin), scales = x->scales, qs = x->qs;
+            } else {
+                const pl_block_q5_k *x = (const pl_block_q5_k *)(const void *)row + b / 8;
+                d = h2f(x->d), dmin = h2f(x->dmin), scales = x->scales, qs = x->qs, qh = x->qh;
+            }
+            uint8_t sc, m;
+            pl_k_scale_min(j, scales, &sc, &m);
+            dw = d * (float)sc;
+            mw = -(dmin * (float)m);
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + (j / 2) * 32));
+            u = j % 2 ? _mm256_and_si256(_mm256_srli_epi16(q, 4), k15) : _mm256_and_si256(q, k15);
+            if (qh) {
+                const __mmask32 hb = _mm256_test_epi8_mask(_mm256_loadu_si256((const __m256i *)qh), _mm256_set1_epi8((char)(1u << j)));
+                u = _mm256_mask_add_epi8(u, hb, u, _mm256_set1_epi8(16));
+            }
+            break;
+        }
+        case GGML_Q6_K: {
+            const pl_block_q6_k *x = (const pl_block_q6_k *)(const void *)row + b / 8;
+            const int j = (int)(b % 8), h = j / 4, k = j % 4;
+            dw = h2f(x->d);
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + (k & 1) * 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+            const __m256i nib = k < 2 ? _mm256_and_si256(ql, k15) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), k15);
+            /* ((qh >> 2k) & 3) << 4 == (qh << (4 - 2k)) & 0x30 for k <= 2, (qh >> 2) & 0x30 for k = 3 */
+            const __m256i hi = k == 3 ? _mm256_srli_epi16(qh, 2) : _mm256_slli_epi16(qh, 4 - 2 * k);
+            u = _mm256_or_si256(nib, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+            const int32_t sa = x->scales[8 * h + 2 * k], sb = x->scales[8 * h + 2 * k + 1];
+            const int32_t pa = (int32_t)(((uint32_t)(uint16_t)sa << 16) | (uint16_t)sa);
+            const int32_t pb = (int32_t)(((uint32_t)(uint16_t)sb << 16) | (uint16_t)sb);
+            memcpy(G + 640 + 4 * l, &pa, 4);
+            memcpy(G + 704 + 4 * l, &pb, 4);
+            break;
+        }
+        default: u = _mm256_setzero_si256(); dw = __builtin_nanf(""); break;
+        }
+        memcpy(G + 512 + 4 * l, &dw, 4);
+        memcpy(G + 576 + 4 * l, &mw, 4);
+    }
+    return u;
+}
+
+/* Round 1 and 2 indices of the 16 x 8 dword transpose in q8_repack_row. */
+static const int32_t k_tr1[2][16] = {{0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27},
+                                     {4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31}};
+static const int32_t k_tr2[2][16] = {{0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23},
+                                     {8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31}};
+
+/* Repacks one row: per group, the codes of its 16 blocks (zero past the
+ * row's end) are transposed in registers (three shuffle rounds) so that
+ * vector s holds dword s of every block. */
+static void q8_repack_row(uint32_t type, const uint8_t *row, int64_t n, uint8_t *out) {
+    const int64_t nb = n / PL_QK, ng = (nb + 15) / 16;
+    const __m512i i10 = _mm512_loadu_si512(k_tr1[0]), i11 = _mm512_loadu_si512(k_tr1[1]);
+    const __m512i i20 = _mm512_loadu_si512(k_tr2[0]), i21 = _mm512_loadu_si512(k_tr2[1]);
+    for (int64_t g = 0; g < ng; g++) {
+        uint8_t *G = out + g * PL_Q8A_GROUP_BYTES;
+        const int nl = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
+        if (nl < 16) memset(G + 512, 0, PL_Q8A_GROUP_BYTES - 512);
+        __m512i A[8];
+        for (int p = 0; p < 8; p++) {
+            const __m256i u0 = 2 * p < nl ? q8_block_u(type, row, 16 * g + 2 * p, G, 2 * p) : _mm256_setzero_si256();
+            const __m256i u1 = 2 * p + 1 < nl ? q8_block_u(type, row, 16 * g + 2 * p + 1, G, 2 * p + 1) : _mm256_setzero_si256();
+            A[p] = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
+        }
+        __m512i B[4][2], C[2][2][2];
+        for (int p = 0; p < 4; p++) {
+            B[p][0] = _mm512_permutex2var_epi32(A[2 * p], i10, A[2 * p + 1]);
+            B[p][1] = _mm512_permutex2var_epi32(A[2 * p], i11, A[2 * p + 1]);
+        }
+        for (int q = 0; q < 2; q++)
+            for (int h = 0; h < 2; h++) {
+                C[q][h][0] = _mm512_permutex2var_epi32(B[2 * q][h], i20, B[2 * q + 1][h]);
+                C[q][h][1] = _mm512_permutex2var_epi32(B[2 * q][h], i21, B[2 * q + 1][h]);
+            }
+        for (int h = 0; h < 2; h++)
+            for (int m = 0; m < 2; m++) {
+                _mm512_storeu_si512(G + (4 * h + 2 * m) * 64, _mm512_shuffle_i64x2(C[0][h][m], C[1][h][m], 0x44));
+                _mm512_storeu_si512(G + (4 * h + 2 * m + 1) * 64, _mm512_shuffle_i64x2(C[0][h][m], C[1][h][m], 0xEE));
+            }
+    }
+}
+
+/* Register tile of the integer matmul: Q8_TR rows x Q8_TT tokens, an int32
+ * and a float accumulator each. */
+#define Q8_TR PL_Q8_ROWS
+#define Q8_TT 3
+#define Q8_TOK_GROUP 64 /* tokens per pass over the rows (weights repacked once per pass) */
+
+/* Kinds: 0 legacy with an integer offset (S starts at -off * sum_b);
+ * 1 no offset, a min term (Q4_1, Q5_1, Q4_K, Q5_K); 2 Q6_K (16-value scales
+ * through VPMADDUBSW + VPDPWSSD, offset -32 * sum of scale * a). */
+static inline __attribute__((always_inline)) void q8_tile_body(const int KIND, const int R, const int T,
+                                                               const uint8_t *const *w, const uint8_t *x,
+                                                               int64_t xst, int64_t ng, int off, float *y,
+                                                               int64_t ys) {
+    __m512 acc[Q8_TR][Q8_TT];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        const uint8_t *xg[Q8_TT], *wg[Q8_TR];
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xg[t] = x + t * xst + g * PL_Q8A_GROUP_BYTES;
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) wg[r] = w[r] + g * PL_Q8A_GROUP_BYTES;
+        __m512i S[Q8_TR][Q8_TT];
+        if (KIND == 0) {
+            const __m512i k = _mm512_set1_epi32(-off);
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                const __m512i init = _mm512_mullo_epi32(_mm512_loadu_si512(xg[t] + 640), k);
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) S[r][t] = init;
+            }
+        } else if (KIND == 1) {
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) S[r][t] = _mm512_setzero_si512();
+        } else {
+            /* -32 * (sca * sumh + scb * (sum - sumh)) */
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                const __m512i sh = _mm512_loadu_si512(xg[t] + 704);
+                const __m512i sr = _mm512_sub_epi32(_mm512_loadu_si512(xg[t] + 640), sh);
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+                    const __m512i sa = _mm512_srai_epi32(_mm512_loadu_si512(wg[r] + 640), 16);
+                    const __m512i sb = _mm512_srai_epi32(_mm512_loadu_si512(wg[r] + 704), 16);
+                    const __m512i p = _mm512_add_epi32(_mm512_mullo_epi32(sa, sh), _mm512_mullo_epi32(sb, sr));
+                    S[r][t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(p, 5));
+                }
+            }
+        }
+        _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
+            __m512i A[Q8_TT];
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) A[t] = _mm512_loadu_si512(xg[t] + s * 64);
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+                const __m512i U = _mm512_loadu_si512(wg[r] + s * 64);
+                if (KIND == 2) {
+                    const __m512i sc = _mm512_loadu_si512(wg[r] + (s < 4 ? 640 : 704));
+                    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+                        S[r][t] = _mm512_dpwssd_epi32(S[r][t], _mm512_maddubs_epi16(U, A[t]), sc);
+                } else {
+                    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) S[r][t] = _mm512_dpbusd_epi32(S[r][t], U, A[t]);
+                }
+            }
+        }
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xg[t] + 512));
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+                const __m512 dw = _mm512_loadu_ps((const float *)(const void *)(wg[r] + 512));
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][t]), _mm512_mul_ps(dw, dx), acc[r][t]);
+                if (KIND == 1)
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_loadu_ps((const float *)(const void *)(wg[r] + 576)),
+                                                _mm512_loadu_ps((const float *)(const void *)(xg[t] + 576)), acc[r][t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[t * ys + r] = hsum16(acc[r][t]);
+}
+
+typedef void (*q8_tile_fn)(const uint8_t *const *w, const uint8_t *x, int64_t xst, int64_t ng, int off, float *y,
+                           int64_t ys);
+#define Q8_FN(K, R, T)                                                                                           \
+    static void q8_tile_##K##_##R##_##T(const uint8_t *const *w, const uint8_t *x, int64_t xst, int64_t ng,      \
+                                        int off, float *y, int64_t ys) {                                         \
+        q8_tile_body(K, R, T, w, x, xst, ng, off, y, ys);                                                        \
+    }
+#define Q8_ROW(K, R) Q8_FN(K, R, 1) Q8_FN(K, R, 2) Q8_FN(K, R, 3)
+#define Q8_KIND(K) Q8_ROW(K, 1) Q8_ROW(K, 2) Q8_ROW(K, 3) Q8_ROW(K, 4)
+Q8_KIND(0)
+Q8_KIND(1)
+Q8_KIND(2)
+#define Q8_E(K, R) {q8_tile_##K##_##R##_1, q8_tile_##K##_##R##_2, q8_tile_##K##_##R##_3}
+_Static_assert(Q8_TR == 4 && Q8_TT == 3, "q8 tile table matches Q8_TR x Q8_TT");
+static const q8_tile_fn k_q8_tiles[3][Q8_TR][Q8_TT] = {
+    {Q8_E(0, 1), Q8_E(0, 2), Q8_E(0, 3), Q8_E(0, 4)},
+    {Q8_E(1, 1), Q8_E(1, 2), Q8_E(1, 3), Q8_E(1, 4)},
+    {Q8_E(2, 1), Q8_E(2, 2), Q8_E(2, 3), Q8_E(2, 4)},
+};
+
+/* Per pass of up to Q8_TOK_GROUP tokens: per block of Q8_TR rows, repack
+ * each row once into scratch, then sweep the tokens in Q8_TT tiles. */
+void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
+                         const uint8_t *xq, int64_t nt, float *y, int64_t ys, uint8_t *scratch) {
+    const int64_t st = pl_q8a_stride(n), ng = st / PL_Q8A_GROUP_BYTES;
+    uint8_t *sc = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int kind = 1, off = 0;
+    switch (type) {
+    case GGML_Q8_0: kind = 0, off = 128; break;
+    case GGML_Q4_0: kind = 0, off = 8; break;
+    case GGML_Q5_0: kind = 0, off = 16; break;
+    case GGML_Q6_K: kind = 2; break;
+    default: break;
+    }
+    for (int64_t g0 = 0; g0 < nt; g0 += Q8_TOK_GROUP) {
+        const int64_t gn = nt - g0 < Q8_TOK_GROUP ? nt - g0 : Q8_TOK_GROUP;
+        for (int64_t rb = r0; rb < r1; rb += Q8_TR) {
+            const int R = (int)(r1 - rb < Q8_TR ? r1 - rb : Q8_TR);
+            const uint8_t *w[Q8_TR];
+            for (int r = 0; r < R; r++) {
+                q8_repack_row(type, (const uint8_t *)W + (size_t)(rb + r) * rs, n, sc + r * st);
+                w[r] = sc + r * st;
+            }
+            int64_t t = g0;
+            for (; t + Q8_TT <= g0 + gn; t += Q8_TT)
+                k_q8_tiles[kind][R - 1][Q8_TT - 1](w, xq + t * st, st, ng, off, y + t * ys + rb, ys);
+            if (t < g0 + gn) k_q8_tiles[kind][R - 1][g0 + gn - t - 1](w, xq + t * st, st, ng, off, y + t * ys + rb, ys);
         }
     }
 }

@@ -14,7 +14,12 @@
  *   8. attention (pl_attn_fn) on the slot-blocked K layout: every ISA within
  *      ATTN_TOL of a double-precision reference and of the generic kernel,
  *      and, per ISA, bitwise invariance to how the key sequence is split
- *      into the two slot ranges and to where its slots fall in blocks. */
+ *      into the two slot ranges and to where its slots fall in blocks;
+ *   9. fast mode: the q8a activation quantizer and the integer matmul of
+ *      every type with an integer kernel equal the scalar references bit for
+ *      bit, are invariant to tiles, edges, row ranges and n_tok, and sit
+ *      within Q8_REL_TOL of a double-precision dot of the dequantized
+ *      weights with the dequantized int8 activations. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -38,6 +43,10 @@
  * scores over head_dim, polynomial or libm exp, float value sums), and the
  * same bound between the generic and a SIMD kernel. */
 #define ATTN_TOL 2e-6
+/* Integer matmul against the double dot of dequantized weights and
+ * dequantized int8 activations: |got - exact| <= Q8_REL_TOL * sum |w_i a_i|
+ * (per-block float products, float lanes over up to ~160 blocks). */
+#define Q8_REL_TOL 1e-5
 
 static const uint32_t k_types[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
                                    GGML_Q5_1, GGML_Q8_0, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
@@ -769,6 +778,94 @@ static void test_attention(void) {
     }
 }
 
+/* ---- 9. fast mode: q8a quantizer and integer matmul ----------------------- */
+
+/* Dequantized activation i of token row a (q8a layout). */
+static double q8a_value(const uint8_t *a, int64_t i) {
+    const int64_t b = i / 32, g = b / 16;
+    const int l = (int)(b % 16), e = (int)(i % 32);
+    const uint8_t *G = a + g * PL_Q8A_GROUP_BYTES;
+    float d;
+    memcpy(&d, G + 512 + 4 * l, 4);
+    return (double)(int8_t)G[(e / 4) * 64 + 4 * l + e % 4] * (double)d;
+}
+
+static void test_q8(void) {
+    const pl_kernels *ref = pl_kernels_for("scalar"), *simd = pl_kernels_for("avx512");
+    if (!simd) printf("note: avx512 not available, integer kernels checked against the scalar table only\n");
+    static const int64_t lens[] = {32, 256, 576, 896, 1536, 512 + 32};
+    static const int64_t ntoks[] = {1, 3, 7, 45, 70};
+    const int64_t R = 11, NT = 70;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li], st = pl_q8a_stride(n);
+        float *x = malloc((size_t)(n * NT) * sizeof(float));
+        for (int64_t i = 0; i < n * NT; i++) x[i] = rndf(-2, 2) * (rnd() % 50 == 0 ? 30.0f : 1.0f);
+        x[5] = 0; /* a zero block below */
+        for (int64_t i = 0; i < 32 && i < n; i++) x[n + i] = 0.0f;
+        uint8_t *q0 = malloc((size_t)(st * NT)), *q1 = malloc((size_t)(st * NT));
+        ref->quant_act(x, n, n, NT, q0);
+        if (simd) {
+            simd->quant_act(x, n, n, NT, q1);
+            CHECK(memcmp(q0, q1, (size_t)(st * NT)) == 0, "q8a quantizer avx512 == scalar, n=%lld", (long long)n);
+        }
+        uint8_t *scratch = aligned_alloc(64, (size_t)(PL_Q8_SCRATCH_BYTES(n) + 63) / 64 * 64);
+        float *yr = malloc((size_t)(R * NT) * sizeof(float)), *yg = malloc((size_t)(R * NT) * sizeof(float));
+        float *wf = malloc((size_t)n * sizeof(float));
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            const uint32_t t = k_types[ti];
+            const pl_type_traits *tr = pl_type_traits_get(t);
+            if (!pl_q8_supported(t) || n % tr->blck_size) continue;
+            const size_t rs = pl_row_size(t, n);
+            uint8_t *W = malloc(rs * (size_t)R);
+            fill_random(t, W, n * R, false);
+            pl_matmul_rows_q8(ref, W, t, n, 0, R, q0, NT, yr, R, scratch);
+            /* tolerance against a double dot */
+            double worst = 0;
+            for (int64_t r = 0; r < R; r++) {
+                tr->to_float_ref(W + (size_t)r * rs, wf, n);
+                for (int64_t k = 0; k < NT; k += 7) {
+                    double e = 0, mag = 0;
+                    for (int64_t i = 0; i < n; i++) {
+                        const double p = (double)wf[i] * q8a_value(q0 + k * st, i);
+                        e += p, mag += fabs(p);
+                    }
+                    const double rel = fabs(yr[k * R + r] - e) / (mag > 0 ? mag : 1);
+                    if (rel > worst) worst = rel;
+                }
+            }
+            CHECK(worst <= Q8_REL_TOL, "q8 %s n=%lld: rel err %.3g vs double (tol %g)", tr->name, (long long)n, worst,
+                  Q8_REL_TOL);
+            const pl_kernels *ks[2] = {ref, simd};
+            for (int ki = 0; ki < 2; ki++) {
+                const pl_kernels *k = ks[ki];
+                if (!k) continue;
+                int bad = 0;
+                for (size_t ni = 0; ni < sizeof ntoks / sizeof ntoks[0]; ni++) {
+                    const int64_t nt = ntoks[ni], t0 = NT - nt; /* token offset too */
+                    for (int64_t i = 0; i < R * NT; i++) yg[i] = -1.0f;
+                    pl_matmul_rows_q8(k, W, t, n, 0, R, q0 + t0 * st, nt, yg, R, scratch);
+                    for (int64_t tk = 0; tk < nt; tk++)
+                        for (int64_t r = 0; r < R; r++) bad += fbits(yg[tk * R + r]) != fbits(yr[(t0 + tk) * R + r]);
+                    /* row ranges and single rows */
+                    pl_matmul_rows_q8(k, W, t, n, 3, 9, q0 + t0 * st, nt, yg, R, scratch);
+                    pl_matmul_rows_q8(k, W, t, n, 9, 10, q0 + t0 * st, nt, yg, R, scratch);
+                    for (int64_t tk = 0; tk < nt; tk++)
+                        for (int64_t r = 3; r < 10; r++) bad += fbits(yg[tk * R + r]) != fbits(yr[(t0 + tk) * R + r]);
+                    pl_matmul_rows_q8(k, W + 5 * rs, t, n, 0, 1, q0 + t0 * st, nt, yg, R, scratch);
+                    for (int64_t tk = 0; tk < nt; tk++) bad += fbits(yg[tk * R]) != fbits(yr[(t0 + tk) * R + 5]);
+                }
+                CHECK(bad == 0, "q8 %s %s n=%lld: %d outputs differ from the scalar reference", k->isa, tr->name,
+                      (long long)n, bad);
+            }
+            free(W);
+        }
+        free(x), free(q0), free(q1), free(scratch), free(yr), free(yg), free(wf);
+    }
+    CHECK(!pl_q8_supported(GGML_F16) && !pl_q8_supported(GGML_BF16) && !pl_q8_supported(GGML_F32) &&
+              pl_q8_supported(GGML_Q4_K) && pl_q8_supported(GGML_Q8_0),
+          "pl_q8_supported");
+}
+
 int main(void) {
     const pl_kernels *best = pl_kernels_get();
     printf("kernels: %s\n", best->isa);
@@ -782,5 +879,6 @@ int main(void) {
     test_matmul();
     test_threadpool();
     test_attention();
+    test_q8();
     return testlib_finish("test_kernels");
 }
