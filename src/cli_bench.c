@@ -342,6 +342,7 @@ int cli_bench(int argc, char **argv) {
         json_object_object_add(j, "model", json_object_new_string(o.model));
         json_object_object_add(j, "isa", json_object_new_string(pl_kernels_get()->isa));
         json_object_object_add(j, "threads", json_object_new_int(o.threads));
+        json_object_object_add(j, "fast", json_object_new_boolean(o.fast));
         json_object_object_add(j, "template", json_object_new_string(tmpl));
         json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "prefix_tokens", json_object_new_int(n_prefix));
