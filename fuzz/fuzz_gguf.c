@@ -19,8 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (kv->type == GGUF_STRING && kv->v.str.len) sink += (uint8_t)kv->v.str.ptr[kv->v.str.len - 1];
         if (kv->type == GGUF_ARRAY)
             for (uint64_t j = 0; j < kv->arr_n; j++) {
-                if (kv->arr_type == GGUF_STRING) sink += kv->arr_strs[j].len ? (uint8_t)kv->arr_strs[j].ptr[0] : 0;
-                else sink += (uint64_t)gguf_arr_i64(kv, j) + (gguf_arr_f64(kv, j) > 0.0);
+                if (kv->arr_type == GGUF_STRING)
+                    sink += kv->arr_strs[j].len ? (uint8_t)kv->arr_strs[j].ptr[0] : 0;
+                else
+                    sink += (uint64_t)gguf_arr_i64(kv, j) + (gguf_arr_f64(kv, j) > 0.0);
             }
     }
     for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {

@@ -62,8 +62,8 @@ enum {
 /* Tokenizes text[0..len) (any bytes). Writes at most cap ids; *n_out gets
  * the number of ids the text needs, so a too-small buffer returns
  * PL_ERR_RANGE with *n_out set and the call can be repeated. */
-int pl_tokenize(const pl_model *model, const char *text, size_t len, int flags, int32_t *ids, size_t cap,
-                size_t *n_out, char *err, size_t err_cap);
+int pl_tokenize(const pl_model *model, const char *text, size_t len, int flags, int32_t *ids, size_t cap, size_t *n_out,
+                char *err, size_t err_cap);
 
 /* Bytes of token id as they appear in text (byte-level BPE decoded, SPM
  * '▁' turned into ' ', <0xNN> into the byte). Writes at most cap bytes and
@@ -155,39 +155,39 @@ typedef struct pl_probe pl_probe;
 
 /* How a probe prompt is built and read. Strings are copied at creation. */
 typedef struct pl_probe_params {
-    const char *template_name;        /* NULL/"auto" (from the model), none, plain, chatml, llama3, llama2,
-                                         mistral, phi3 */
-    const char *system;               /* policy text of the system turn (NULL/"" = none); cached prefix */
-    const char *const *questions;     /* n_questions wordings put after the action (NULL = one default) */
+    const char *template_name;    /* NULL/"auto" (from the model), none, plain, chatml, llama3, llama2,
+                                     mistral, phi3 */
+    const char *system;           /* policy text of the system turn (NULL/"" = none); cached prefix */
+    const char *const *questions; /* n_questions wordings put after the action (NULL = one default) */
     int n_questions;
-    const char *action_prefix;        /* before the action in the user turn (NULL = "Action: ") */
-    const char *answer_prefix;        /* after the opened assistant turn (NULL = "") */
-    const char *const *labels;        /* n_labels (2..16) verbalizers, the first is the positive one;
-                                         NULL = {"Yes", "No"} */
+    const char *action_prefix; /* before the action in the user turn (NULL = "Action: ") */
+    const char *answer_prefix; /* after the opened assistant turn (NULL = "") */
+    const char *const *labels; /* n_labels (2..16) verbalizers, the first is the positive one;
+                                  NULL = {"Yes", "No"} */
     int n_labels;
-    double alpha;                     /* calibration strength (0 = uncalibrated) */
-    const char *const *content_free;  /* calibration inputs (NULL = the default 7; n_content_free = 0 and a
-                                         non-NULL pointer = no calibration) */
+    double alpha;                    /* calibration strength (0 = uncalibrated) */
+    const char *const *content_free; /* calibration inputs (NULL = the default 7; n_content_free = 0 and a
+                                        non-NULL pointer = no calibration) */
     int n_content_free;
-    int multi_token;                  /* score labels of several tokens exactly (sum of log-probabilities) */
+    int multi_token; /* score labels of several tokens exactly (sum of log-probabilities) */
 } pl_probe_params;
 
 typedef struct pl_probe_result {
     int n_labels;
-    int label;                             /* argmax of calibrated_probs */
-    int32_t token_ids[PL_MAX_LABELS];      /* verbalizer id of each label (its first token) */
-    int n_label_tokens[PL_MAX_LABELS];     /* tokens per label in context (1 unless multi_token) */
-    double logits[PL_MAX_LABELS];          /* raw logits (single-token labels) or summed log-probs */
-    double probs[PL_MAX_LABELS];           /* restricted softmax of logits, uncalibrated */
-    double calibrated_probs[PL_MAX_LABELS];/* softmax of log(probs) - alpha * bias */
-    double bias[PL_MAX_LABELS];            /* mean restricted log-prob of each label on content-free inputs */
-    double confidence;                     /* max calibrated prob, in [1/N, 1] */
-    double margin;                         /* logits[0] - logits[1] (2 labels) or top-1 minus top-2 */
-    double calibrated_margin;              /* margin - alpha*(bias[0]-bias[1]) (2 labels) or calibrated top-2 gap */
+    int label;                              /* argmax of calibrated_probs */
+    int32_t token_ids[PL_MAX_LABELS];       /* verbalizer id of each label (its first token) */
+    int n_label_tokens[PL_MAX_LABELS];      /* tokens per label in context (1 unless multi_token) */
+    double logits[PL_MAX_LABELS];           /* raw logits (single-token labels) or summed log-probs */
+    double probs[PL_MAX_LABELS];            /* restricted softmax of logits, uncalibrated */
+    double calibrated_probs[PL_MAX_LABELS]; /* softmax of log(probs) - alpha * bias */
+    double bias[PL_MAX_LABELS];             /* mean restricted log-prob of each label on content-free inputs */
+    double confidence;                      /* max calibrated prob, in [1/N, 1] */
+    double margin;                          /* logits[0] - logits[1] (2 labels) or top-1 minus top-2 */
+    double calibrated_margin;               /* margin - alpha*(bias[0]-bias[1]) (2 labels) or calibrated top-2 gap */
     double alpha;
-    int degenerate;                        /* non-finite logits: uniform fallback, decision must fail closed */
-    int n_tokens;                          /* tokens evaluated for this probe (the suffix) */
-    double ms;                             /* wall time of this probe (batch: of the batch / n) */
+    int degenerate; /* non-finite logits: uniform fallback, decision must fail closed */
+    int n_tokens;   /* tokens evaluated for this probe (the suffix) */
+    double ms;      /* wall time of this probe (batch: of the batch / n) */
 } pl_probe_result;
 
 /* Builds a probe on a session: renders and evaluates the cached prefix,

@@ -398,8 +398,16 @@ static int decide(conn *c, const char *cls, const char *text, const char *envelo
     }
     if (!(v->latency_ms > 0)) v->latency_ms = (pl_now() - t0) * 1e3;
     int allow = v->decision != PL_DECISION_DENY;
-    const pl_audit_rec rec = {.pid = c->pid, .tid = c->pid, .has_uid = 1, .uid = c->uid, .cls = cls, .text = text,
-                              .len = strlen(text), .has_alpha = !isnan(v->p_dangerous), .alpha = v->alpha, .v = v};
+    const pl_audit_rec rec = {.pid = c->pid,
+                              .tid = c->pid,
+                              .has_uid = 1,
+                              .uid = c->uid,
+                              .cls = cls,
+                              .text = text,
+                              .len = strlen(text),
+                              .has_alpha = !isnan(v->p_dangerous),
+                              .alpha = v->alpha,
+                              .v = v};
     if (pl_audit_append(b->o.audit, &rec, NULL) < 0) {
         v->decision = PL_DECISION_DENY; /* fail closed */
         snprintf(v->reason, sizeof v->reason, "audit write failed");

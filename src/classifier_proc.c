@@ -47,25 +47,25 @@ typedef struct wire_resp {
 } wire_resp;
 
 typedef struct slot {
-    uint64_t id;   /* 0 = free */
-    int done;      /* response (or failure) filled */
-    int gen;       /* serving-child generation (starts) when sent */
-    pl_verdict v;  /* the answer */
+    uint64_t id;  /* 0 = free */
+    int done;     /* response (or failure) filled */
+    int gen;      /* serving-child generation (starts) when sent */
+    pl_verdict v; /* the answer */
 } slot;
 
 struct pl_classifier {
-    int fd;                 /* parent end of the socketpair */
-    pid_t manager;          /* manager process */
-    volatile pid_t child;   /* current serving child (for kill on timeout) */
-    int timeout_ms;         /* per-request deadline */
-    int starts;             /* child starts reported */
-    int dead;               /* manager gave up or closed: deny everything */
-    int restarting;         /* child killed or dead, no new child reported yet: new requests wait */
-    uint64_t next_id;       /* last id handed out */
-    pthread_mutex_t mu;     /* guards everything below and above */
-    pthread_cond_t cv;      /* broadcast on every state change */
+    int fd;               /* parent end of the socketpair */
+    pid_t manager;        /* manager process */
+    volatile pid_t child; /* current serving child (for kill on timeout) */
+    int timeout_ms;       /* per-request deadline */
+    int starts;           /* child starts reported */
+    int dead;             /* manager gave up or closed: deny everything */
+    int restarting;       /* child killed or dead, no new child reported yet: new requests wait */
+    uint64_t next_id;     /* last id handed out */
+    pthread_mutex_t mu;   /* guards everything below and above */
+    pthread_cond_t cv;    /* broadcast on every state change */
     slot slots[MAX_PENDING];
-    pthread_t reader;       /* receives responses */
+    pthread_t reader; /* receives responses */
 };
 
 static void fail_verdict(pl_verdict *v, const char *why) {
@@ -103,7 +103,11 @@ static __attribute__((noreturn)) void serve(int fd, pl_decide_fn fn, void *ctx, 
         memset(&v, 0, sizeof v);
         double t0 = pl_now();
         int st = fn(ctx, cls, text, rq.text_len, &v);
-        wire_resp rs = {.id = rq.id, .status = st, .decision = (int32_t)v.decision, .p = v.p_dangerous, .alpha = v.alpha,
+        wire_resp rs = {.id = rq.id,
+                        .status = st,
+                        .decision = (int32_t)v.decision,
+                        .p = v.p_dangerous,
+                        .alpha = v.alpha,
                         .latency_ms = v.latency_ms > 0 ? v.latency_ms : (pl_now() - t0) * 1e3};
         memcpy(rs.rule, v.rule, sizeof rs.rule);
         memcpy(rs.reason, v.reason, sizeof rs.reason);
@@ -134,7 +138,8 @@ static __attribute__((noreturn)) void manager(int fd, pl_decide_fn fn, void *ctx
         }
         control(fd, 1, c);
         int st;
-        while (waitpid(c, &st, 0) < 0 && errno == EINTR) {}
+        while (waitpid(c, &st, 0) < 0 && errno == EINTR) {
+        }
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0) _exit(0); /* the supervisor closed the socket */
         control(fd, 2, c);
     }
@@ -323,8 +328,10 @@ int pl_classifier_decide(void *ctx, const char *cls, const char *text, size_t le
     *out = s->v;
     s->id = 0;
     pid_t child = cl->child;
-    if (timed_out && child > 0 && s->gen == cl->starts) cl->restarting = 1;
-    else child = 0;
+    if (timed_out && child > 0 && s->gen == cl->starts)
+        cl->restarting = 1;
+    else
+        child = 0;
     pthread_cond_broadcast(&cl->cv);
     pthread_mutex_unlock(&cl->mu);
     /* A stuck classifier would make every later request time out too:

@@ -146,16 +146,17 @@ static int cmd_inspect(int argc, char **argv) {
     print_str_field(f, "name", "general.name");
     gguf_str arch;
     if (gguf_get_str(f, "general.architecture", &arch, NULL) == PL_OK && arch.len < 64) {
-        static const char *const keys[] = {"context_length", "embedding_length", "block_count",
-                                           "feed_forward_length", "attention.head_count", "attention.head_count_kv",
-                                           "rope.freq_base", "rope.dimension_count",
-                                           "attention.layer_norm_rms_epsilon"};
+        static const char *const keys[] = {
+            "context_length",      "embedding_length",     "block_count",
+            "feed_forward_length", "attention.head_count", "attention.head_count_kv",
+            "rope.freq_base",      "rope.dimension_count", "attention.layer_norm_rms_epsilon"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             char key[128];
             snprintf(key, sizeof key, "%.*s.%s", (int)arch.len, arch.ptr, keys[i]);
             const gguf_kv *kv = gguf_find(f, key);
             if (!kv) continue;
-            if (kv->type == GGUF_F32 || kv->type == GGUF_F64) printf("%-22s %g\n", keys[i], kv->v.f64);
+            if (kv->type == GGUF_F32 || kv->type == GGUF_F64)
+                printf("%-22s %g\n", keys[i], kv->v.f64);
             else if (kv->type == GGUF_I8 || kv->type == GGUF_I16 || kv->type == GGUF_I32 || kv->type == GGUF_I64)
                 printf("%-22s %lld\n", keys[i], (long long)kv->v.i64);
             else if (kv->type != GGUF_STRING && kv->type != GGUF_ARRAY)
@@ -203,7 +204,7 @@ typedef struct cli_opts {
     int threads;
     int raw;
     int all_positions;
-    int fast;          /* --fast: int8 activations (pl_session_set_fast) */
+    int fast; /* --fast: int8 activations (pl_session_set_fast) */
     int top;
     const char *out;
     const char *text;

@@ -117,12 +117,18 @@ static int parse(int argc, char **argv, bench_opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_bench, stdout);
             return -1;
-        } else if (!strcmp(a, "--json")) o->json = 1;
-        else if (!strcmp(a, "--fast")) o->fast = 1;
-        else if (!next) return cli_die_usage(usage_bench, "an option needs a value");
-        else if (!strcmp(a, "-m")) o->model = next, i++;
-        else if (!strcmp(a, "--workload")) o->workload = next, i++;
-        else if (!strcmp(a, "--template")) o->tmpl = next, i++;
+        } else if (!strcmp(a, "--json"))
+            o->json = 1;
+        else if (!strcmp(a, "--fast"))
+            o->fast = 1;
+        else if (!next)
+            return cli_die_usage(usage_bench, "an option needs a value");
+        else if (!strcmp(a, "-m"))
+            o->model = next, i++;
+        else if (!strcmp(a, "--workload"))
+            o->workload = next, i++;
+        else if (!strcmp(a, "--template"))
+            o->tmpl = next, i++;
         else if (!strcmp(a, "-t")) {
             long v = strtol(next, &end, 10);
             if (*end || v < 1 || v > 256) return cli_die_usage(usage_bench, "-t needs 1..256");
@@ -131,7 +137,8 @@ static int parse(int argc, char **argv, bench_opts *o) {
             o->n_probes = strtol(next, &end, 10);
             if (*end || o->n_probes < 1) return cli_die_usage(usage_bench, "--n-probes needs a count >= 1");
             i++;
-        } else return cli_die_usage(usage_bench, "unknown option");
+        } else
+            return cli_die_usage(usage_bench, "unknown option");
     }
     if (!o->model) return cli_die_usage(usage_bench, "missing -m MODEL");
     return 0;
@@ -186,9 +193,16 @@ int cli_bench(int argc, char **argv) {
     pl_session_set_fast(s, o.fast), pl_session_set_fast(ref, o.fast), pl_session_set_fast(other, o.fast);
     const char *tmpl = o.tmpl ? o.tmpl : pl_text_to_id(m, "<|start_header_id|>", 19) >= 0 ? "llama3" : "chatml";
     const char *labels[2] = {" Yes", " No"};
-    const pl_probe_params pp = {.template_name = tmpl, .system = system, .questions = &question, .n_questions = 1,
-                                .answer_prefix = "Answer:", .labels = labels, .n_labels = 2, .alpha = 0.0,
-                                .content_free = labels, .n_content_free = 0};
+    const pl_probe_params pp = {.template_name = tmpl,
+                                .system = system,
+                                .questions = &question,
+                                .n_questions = 1,
+                                .answer_prefix = "Answer:",
+                                .labels = labels,
+                                .n_labels = 2,
+                                .alpha = 0.0,
+                                .content_free = labels,
+                                .n_content_free = 0};
     double t0 = pl_now();
     if (pl_probe_create(s, &pp, &p, err, sizeof err)) {
         fprintf(stderr, "probelogits: %s\n", err);
@@ -228,7 +242,8 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "probelogits: verification FAILED: cached/batched probes differ from the whole-prompt pass\n");
         goto out;
     }
-    if (!o.json) fprintf(stderr, "verified: cached, batched and uncached probes agree bit for bit (%zu actions)\n", n_verify);
+    if (!o.json)
+        fprintf(stderr, "verified: cached, batched and uncached probes agree bit for bit (%zu actions)\n", n_verify);
 
     /* 2. per-probe latency, one action at a time (prefix restored from the checkpoint) */
     double suffix_tokens = 0;
@@ -332,7 +347,8 @@ int cli_bench(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     const double rss_mb = (double)ru.ru_maxrss / 1024.0;
     const double model_mb = (double)gguf_file_size(m->gguf) / 1048576.0;
-    const double kv_mb = 3.0 * 2.0 * (double)m->hp.n_layer * 2048.0 * (double)m->hp.n_head_kv * m->hp.head_dim * 4.0 / 1048576.0;
+    const double kv_mb =
+        3.0 * 2.0 * (double)m->hp.n_layer * 2048.0 * (double)m->hp.n_head_kv * m->hp.head_dim * 4.0 / 1048576.0;
     if (!o.json) fprintf(stderr, "measuring machine read bandwidth\n");
     const double machine_bw = machine_bandwidth(o.threads);
     const double bw = bytes / tg_s / 1e9;
@@ -373,8 +389,9 @@ int cli_bench(int argc, char **argv) {
                tmpl);
         printf("verified         cached = batched = uncached, bit for bit\n");
         printf("prefix           %d tokens in %.1f ms\n", n_prefix, prefix_ms);
-        printf("probe            mean %.2f ms  p50 %.2f ms  p95 %.2f ms  (%zu actions, %.1f suffix tokens on average)\n",
-               mean, p50, p95, n, suffix_tokens / (double)n);
+        printf(
+            "probe            mean %.2f ms  p50 %.2f ms  p95 %.2f ms  (%zu actions, %.1f suffix tokens on average)\n",
+            mean, p50, p95, n, suffix_tokens / (double)n);
         printf("probe, 8/pass    %.2f ms per probe\n", batch_ms);
         printf("prompt           pp64 %.0f tok/s  pp512 %.0f tok/s\n", pp_tps[0], pp_tps[1]);
         printf("generation       %.1f tok/s  (%.1f MB of weights per token)\n", 1.0 / tg_s, bytes / 1e6);

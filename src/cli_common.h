@@ -24,6 +24,6 @@ int cli_engine_decider(const char *model, const char *policy, const char *snapsh
 int cli_run_governed(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_broker(int argc, char **argv); /* `broker`: serves the broker protocol (broker.h) */
-int cli_audit(int argc, char **argv); /* `audit verify FILE`: checks an audit log's hash chain */
+int cli_audit(int argc, char **argv);  /* `audit verify FILE`: checks an audit log's hash chain */
 
 #endif

@@ -69,8 +69,15 @@ static int parse_ull(const char *s, unsigned long long max, unsigned long long *
 }
 
 static int parse_opts(int argc, char **argv, eval_opts *o) {
-    *o = (eval_opts){.threads = 2, .batch = 8, .max_tokens = 8, .limit = -1, .seed = 1, .bootstrap = 1000,
-                     .out = "eval-out", .mode = "probe", .alphas = DEFAULT_ALPHAS};
+    *o = (eval_opts){.threads = 2,
+                     .batch = 8,
+                     .max_tokens = 8,
+                     .limit = -1,
+                     .seed = 1,
+                     .bootstrap = 1000,
+                     .out = "eval-out",
+                     .mode = "probe",
+                     .alphas = DEFAULT_ALPHAS};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -91,12 +98,18 @@ static int parse_opts(int argc, char **argv, eval_opts *o) {
         }
         unsigned long long v = 0;
         i++;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = next;
-        else if (!strcmp(a, "--dataset")) o->dataset = next;
-        else if (!strcmp(a, "--policy")) o->policy = next;
-        else if (!strcmp(a, "--template")) o->tmpl = next;
-        else if (!strcmp(a, "--alpha")) o->alphas = next;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out = next;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            o->model = next;
+        else if (!strcmp(a, "--dataset"))
+            o->dataset = next;
+        else if (!strcmp(a, "--policy"))
+            o->policy = next;
+        else if (!strcmp(a, "--template"))
+            o->tmpl = next;
+        else if (!strcmp(a, "--alpha"))
+            o->alphas = next;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out"))
+            o->out = next;
         else if (!strcmp(a, "--mode")) {
             if (strcmp(next, "probe") && strcmp(next, "generate") && strcmp(next, "both"))
                 return cli_die_usage(usage_eval, "--mode is probe, generate or both");
@@ -105,7 +118,8 @@ static int parse_opts(int argc, char **argv, eval_opts *o) {
             if (o->n_verbalizers == PL_EVAL_MAX_PAIRS) return cli_die_usage(usage_eval, "at most 8 --verbalizer pairs");
             o->verbalizers[o->n_verbalizers++] = next;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (parse_ull(next, 256, &v) || v < 1) return cli_die_usage(usage_eval, "-t needs a thread count in 1..256");
+            if (parse_ull(next, 256, &v) || v < 1)
+                return cli_die_usage(usage_eval, "-t needs a thread count in 1..256");
             o->threads = (int)v;
         } else if (!strcmp(a, "--batch")) {
             if (parse_ull(next, 256, &v) || v < 1) return cli_die_usage(usage_eval, "--batch needs a number in 1..256");
@@ -119,7 +133,8 @@ static int parse_opts(int argc, char **argv, eval_opts *o) {
                 return cli_die_usage(usage_eval, "--limit needs a positive count");
             o->limit = (long long)v;
         } else if (!strcmp(a, "--seed")) {
-            if (parse_ull(next, UINT64_MAX, &v)) return cli_die_usage(usage_eval, "--seed needs a non-negative integer");
+            if (parse_ull(next, UINT64_MAX, &v))
+                return cli_die_usage(usage_eval, "--seed needs a non-negative integer");
             o->seed = v;
         } else if (!strcmp(a, "--bootstrap")) {
             if (parse_ull(next, 1000000, &v) || v < 1) return cli_die_usage(usage_eval, "--bootstrap needs 1..1000000");
@@ -255,8 +270,10 @@ int cli_eval(int argc, char **argv) {
         neg[v] = comma + 1;
         if (pol->n_labels == 2 && !strcmp(pos[v], pol->labels[0]) && !strcmp(neg[v], pol->labels[1]))
             questions[v] = pc->question;
-        else if (pl_eval_question(pos[v], neg[v], qbuf[v], sizeof qbuf[v], &err)) goto fail;
-        else questions[v] = qbuf[v];
+        else if (pl_eval_question(pos[v], neg[v], qbuf[v], sizeof qbuf[v], &err))
+            goto fail;
+        else
+            questions[v] = qbuf[v];
         n_pairs++;
     }
 
@@ -309,8 +326,8 @@ int cli_eval(int argc, char **argv) {
             .n_content_free = pol->n_content_free,
         };
     }
-    fprintf(stderr, "probelogits: %s: %zu items (%zu positive), model %s, mode %s, %d verbalizer pair%s\n",
-            ds->name, n, ds->n_pos, o.model, o.mode, n_pairs, n_pairs > 1 ? "s" : "");
+    fprintf(stderr, "probelogits: %s: %zu items (%zu positive), model %s, mode %s, %d verbalizer pair%s\n", ds->name, n,
+            ds->n_pos, o.model, o.mode, n_pairs, n_pairs > 1 ? "s" : "");
 
     double prefix_ms = 0;
     if (do_probe) {

@@ -67,8 +67,8 @@ static bool parse_pos_f32(const char *s, float *out) {
 /* Progress on stderr: one line per 1% step (or per tensor when stderr is
  * not a terminal, to keep logs short, only every 10%). */
 typedef struct progress_state {
-    int last_pct;  /* last printed percentage */
-    double t0;     /* start time */
+    int last_pct; /* last printed percentage */
+    double t0;    /* start time */
 } progress_state;
 
 static void on_progress(void *ud, uint64_t bytes_done, uint64_t bytes_total, uint32_t tensors_done,
@@ -117,9 +117,12 @@ int cli_mkmodel(int argc, char **argv) {
         if (strcmp(a, "--preset") == 0) {
             /* applied above */
         } else if (strcmp(a, "--arch") == 0) {
-            if (strcmp(v, "llama") == 0) p.arch = PL_MK_LLAMA;
-            else if (strcmp(v, "qwen2") == 0) p.arch = PL_MK_QWEN2;
-            else return usage_err("--arch must be llama or qwen2");
+            if (strcmp(v, "llama") == 0)
+                p.arch = PL_MK_LLAMA;
+            else if (strcmp(v, "qwen2") == 0)
+                p.arch = PL_MK_QWEN2;
+            else
+                return usage_err("--arch must be llama or qwen2");
             have_arch = true;
         } else if (strcmp(a, "--n-embd") == 0 || strcmp(a, "--n-layer") == 0 || strcmp(a, "--n-head") == 0 ||
                    strcmp(a, "--n-head-kv") == 0 || strcmp(a, "--n-ff") == 0 || strcmp(a, "--ctx") == 0) {
@@ -127,12 +130,12 @@ int cli_mkmodel(int argc, char **argv) {
                 fprintf(stderr, "probelogits mkmodel: %s: '%s' is not an integer in [1, %d]\n", a, v, 1 << 24);
                 return usage_err(NULL);
             }
-            int32_t *dst = strcmp(a, "--n-embd") == 0     ? &p.n_embd
-                           : strcmp(a, "--n-layer") == 0  ? &p.n_layer
-                           : strcmp(a, "--n-head") == 0   ? &p.n_head
+            int32_t *dst = strcmp(a, "--n-embd") == 0      ? &p.n_embd
+                           : strcmp(a, "--n-layer") == 0   ? &p.n_layer
+                           : strcmp(a, "--n-head") == 0    ? &p.n_head
                            : strcmp(a, "--n-head-kv") == 0 ? &p.n_head_kv
-                           : strcmp(a, "--n-ff") == 0     ? &p.n_ff
-                                                          : &p.n_ctx_train;
+                           : strcmp(a, "--n-ff") == 0      ? &p.n_ff
+                                                           : &p.n_ctx_train;
             *dst = (int32_t)n;
         } else if (strcmp(a, "--rope-theta") == 0) {
             if (!parse_pos_f32(v, &p.rope_theta)) return usage_err("--rope-theta must be a positive number");
@@ -165,8 +168,8 @@ int cli_mkmodel(int argc, char **argv) {
     if (!have_type) return usage_err("--type is required");
     if (!p.out_path) return usage_err("-o OUT.gguf is required");
     if (!p.vocab_path) {
-        if (preset_vocab) fprintf(stderr, "probelogits mkmodel: --vocab is required (preset %s expects %s)\n", preset,
-                                  preset_vocab);
+        if (preset_vocab)
+            fprintf(stderr, "probelogits mkmodel: --vocab is required (preset %s expects %s)\n", preset, preset_vocab);
         return usage_err(preset_vocab ? NULL : "--vocab FILE.gguf is required");
     }
 

@@ -66,17 +66,28 @@ static int parse(int argc, char **argv, const char *usage, opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return -1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) str = &o->model;
-        else if (!strcmp(a, "--template")) str = &o->tmpl;
-        else if (!strcmp(a, "--labels")) str = &o->labels;
-        else if (!strcmp(a, "--system")) str = &o->system;
-        else if (!strcmp(a, "--question")) str = &o->question;
-        else if (!strcmp(a, "--answer-prefix")) str = &o->answer_prefix;
-        else if (!strcmp(a, "--policy")) str = &o->policy;
-        else if (!strcmp(a, "--snapshot")) str = &o->snapshot;
-        else if (!strcmp(a, "--class")) str = &o->cls;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) str = &o->out;
-        else if (!strcmp(a, "--multi-token")) o->multi_token = 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            str = &o->model;
+        else if (!strcmp(a, "--template"))
+            str = &o->tmpl;
+        else if (!strcmp(a, "--labels"))
+            str = &o->labels;
+        else if (!strcmp(a, "--system"))
+            str = &o->system;
+        else if (!strcmp(a, "--question"))
+            str = &o->question;
+        else if (!strcmp(a, "--answer-prefix"))
+            str = &o->answer_prefix;
+        else if (!strcmp(a, "--policy"))
+            str = &o->policy;
+        else if (!strcmp(a, "--snapshot"))
+            str = &o->snapshot;
+        else if (!strcmp(a, "--class"))
+            str = &o->cls;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out"))
+            str = &o->out;
+        else if (!strcmp(a, "--multi-token"))
+            o->multi_token = 1;
         else if (!strcmp(a, "--alpha")) {
             char *end;
             o->alpha = next ? strtod(next, &end) : NAN;
@@ -171,7 +182,9 @@ int cli_probe(int argc, char **argv) {
         .answer_prefix = o.answer_prefix,
         .labels = n_labels ? labels : NULL,
         .n_labels = n_labels,
-        .alpha = o.have_alpha ? o.alpha : none ? 0.0 : 0.8,
+        .alpha = o.have_alpha ? o.alpha
+                 : none       ? 0.0
+                              : 0.8,
         .multi_token = o.multi_token,
     };
     if (pl_probe_create(s, &pp, &p, err, sizeof err)) {
@@ -202,7 +215,10 @@ int cli_probe(int argc, char **argv) {
     json_object_object_add(j, "probs", jp);
     json_object_object_add(j, "calibrated_probs", jc);
     json_object_object_add(j, "bias", jb);
-    json_object_object_add(j, "label", json_object_new_string(n_labels ? labels[r.label] : r.label == 0 ? "Yes" : "No"));
+    json_object_object_add(j, "label",
+                           json_object_new_string(n_labels       ? labels[r.label]
+                                                  : r.label == 0 ? "Yes"
+                                                                 : "No"));
     json_object_object_add(j, "confidence", jd(r.confidence));
     json_object_object_add(j, "margin", jd(r.margin));
     json_object_object_add(j, "calibrated_margin", jd(r.calibrated_margin));

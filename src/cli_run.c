@@ -67,11 +67,16 @@ int cli_run(int argc, char **argv, pl_run_factory factory, void *factory_arg) {
         } else if (!v) {
             fprintf(stderr, "probelogits run: %s needs a value (or missing `-- CMD`)\n", a);
             return 2;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) fc.cfg.model = v, i++;
-        else if (!strcmp(a, "--policy")) fc.cfg.policy = v, i++;
-        else if (!strcmp(a, "--snapshot")) fc.cfg.snapshot = v, i++;
-        else if (!strcmp(a, "--audit")) audit_path = v, i++;
-        else if (!strcmp(a, "--workspace")) workspace = v, i++;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            fc.cfg.model = v, i++;
+        else if (!strcmp(a, "--policy"))
+            fc.cfg.policy = v, i++;
+        else if (!strcmp(a, "--snapshot"))
+            fc.cfg.snapshot = v, i++;
+        else if (!strcmp(a, "--audit"))
+            audit_path = v, i++;
+        else if (!strcmp(a, "--workspace"))
+            workspace = v, i++;
         else if (!strcmp(a, "--timeout-ms")) {
             char *end;
             long t = strtol(v, &end, 10);

@@ -19,13 +19,13 @@ typedef struct cache_entry {
 } cache_entry;
 
 struct pl_engine {
-    pl_model *model;          /* borrowed */
-    const pl_policy *policy;  /* borrowed */
-    pl_session *session;      /* owned */
-    pl_probe *probe;          /* owned */
-    int *class_question;      /* owned: policy class index -> probe question index */
-    cache_entry *cache;       /* owned [CACHE_SLOTS] */
-    pl_probe_result last;     /* last probe result */
+    pl_model *model;         /* borrowed */
+    const pl_policy *policy; /* borrowed */
+    pl_session *session;     /* owned */
+    pl_probe *probe;         /* owned */
+    int *class_question;     /* owned: policy class index -> probe question index */
+    cache_entry *cache;      /* owned [CACHE_SLOTS] */
+    pl_probe_result last;    /* last probe result */
     int have_last;
 };
 

@@ -166,15 +166,16 @@ void pl_generator_free(pl_generator *g) {
     free(g);
 }
 
-int pl_generator_create(pl_session *s, const pl_probe_params *pp, int question, const char *const *labels,
-                        int n_labels, int max_tokens, pl_generator **out, pl_err *err) {
+int pl_generator_create(pl_session *s, const pl_probe_params *pp, int question, const char *const *labels, int n_labels,
+                        int max_tokens, pl_generator **out, pl_err *err) {
     if (!s || !pp || !labels || !out) return pl_fail(err, PL_ERR_ARG, "generator: NULL argument");
     *out = NULL;
     if (n_labels < 2 || n_labels > PL_MAX_LABELS) return pl_fail(err, PL_ERR_ARG, "generator: %d labels", n_labels);
     if (max_tokens < 1 || max_tokens > PL_GEN_MAX_TOKENS)
         return pl_fail(err, PL_ERR_ARG, "generator: max_tokens %d outside 1..%d", max_tokens, PL_GEN_MAX_TOKENS);
     const int n_q = pp->questions ? pp->n_questions : 1;
-    if (question < 0 || question >= n_q) return pl_fail(err, PL_ERR_ARG, "generator: question %d out of range", question);
+    if (question < 0 || question >= n_q)
+        return pl_fail(err, PL_ERR_ARG, "generator: question %d out of range", question);
     pl_generator *g = calloc(1, sizeof *g);
     if (!g) return pl_fail(err, PL_ERR_NOMEM, "out of memory");
     g->s = s;
@@ -182,7 +183,8 @@ int pl_generator_create(pl_session *s, const pl_probe_params *pp, int question, 
     g->max_tokens = max_tokens;
     int rc = PL_OK;
     const char *tn = pp->template_name;
-    if (!tn || !strcmp(tn, "auto")) g->kind = template_detect(g->m->chat_template);
+    if (!tn || !strcmp(tn, "auto"))
+        g->kind = template_detect(g->m->chat_template);
     else if (template_from_name(tn, &g->kind)) {
         rc = pl_fail(err, PL_ERR_ARG, "unknown template '%s'", tn);
         goto fail;
@@ -264,8 +266,8 @@ int pl_generate(pl_generator *g, const char *action, size_t len, pl_gen_result *
     int rc = gen_user(g, action ? action : "", len, &user);
     if (!rc) rc = template_render(g->kind, g->system, user.ptr ? user.ptr : "", g->answer_prefix, &pre, &suf);
     if (rc) rc = pl_fail(err, rc, "cannot render the prompt");
-    const int flags =
-        g->kind == PL_TMPL_NONE ? PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL : PL_TOK_PARSE_SPECIAL | PL_TOK_CONTINUATION;
+    const int flags = g->kind == PL_TMPL_NONE ? PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL
+                                              : PL_TOK_PARSE_SPECIAL | PL_TOK_CONTINUATION;
     if (!rc) rc = tokenize_alloc(g->m, suf.ptr ? suf.ptr : "", suf.len, flags, &ids, &n, err);
     str_free(&user);
     str_free(&pre);
@@ -426,7 +428,7 @@ static int mkdirs(const char *dir, pl_err *err) {
         *c = '/';
     }
     int rc = mkdir(p, 0777) && errno != EEXIST ? pl_fail(err, PL_ERR_IO, "cannot create %s: %s", dir, strerror(errno))
-                                                : PL_OK;
+                                               : PL_OK;
     free(p);
     return rc;
 }
@@ -445,8 +447,10 @@ static FILE *open_in(const char *dir, const char *name, char **path_out, pl_err 
     }
     FILE *f = fopen(path, "w");
     if (!f) pl_fail(err, PL_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    if (path_out && f) *path_out = path;
-    else free(path);
+    if (path_out && f)
+        *path_out = path;
+    else
+        free(path);
     return f;
 }
 
@@ -515,20 +519,20 @@ static void gp_empty(FILE *f, const char *png, const char *title, const char *no
 
 typedef struct report_ctx {
     const pl_eval_data *d;
-    double *head;        /* headline scores (ensemble at d->alpha), n */
-    double **sweep;      /* n_alphas x n ensemble scores */
-    double *pair_head;   /* n_pairs x n, per pair at d->alpha */
-    ci_block h05, hdeny; /* headline blocks */
-    ci_block g05;        /* generation */
-    pl_metrics *sw05, *swdeny;   /* per alpha */
-    pl_ci *sw_f1ci;              /* per alpha: F1 CI at 0.5 */
-    pl_metrics *pair05;          /* per pair at d->alpha, 0.5 */
+    double *head;              /* headline scores (ensemble at d->alpha), n */
+    double **sweep;            /* n_alphas x n ensemble scores */
+    double *pair_head;         /* n_pairs x n, per pair at d->alpha */
+    ci_block h05, hdeny;       /* headline blocks */
+    ci_block g05;              /* generation */
+    pl_metrics *sw05, *swdeny; /* per alpha */
+    pl_ci *sw_f1ci;            /* per alpha: F1 CI at 0.5 */
+    pl_metrics *pair05;        /* per pair at d->alpha, 0.5 */
     pl_sweep_point thr[101];
     pl_category_metrics *cat;
     size_t n_cat;
     pl_category_metrics *gcat;
     size_t n_gcat;
-    double *gscore;              /* generation: 1 = positive (incl. unparsable), 0 */
+    double *gscore; /* generation: 1 = positive (incl. unparsable), 0 */
     size_t n_unparsable;
     pl_latency lat_probe, lat_gen;
     double *gen_ms;
@@ -544,8 +548,10 @@ static const char *balance_name(const pl_eval_data *d) {
 }
 
 static void fmt(char *b, size_t cap, double v) {
-    if (isfinite(v)) snprintf(b, cap, "%.3f", v);
-    else snprintf(b, cap, "n/a");
+    if (isfinite(v))
+        snprintf(b, cap, "%.3f", v);
+    else
+        snprintf(b, cap, "n/a");
 }
 
 /* "0.912 [0.88, 0.94]" */
@@ -554,8 +560,10 @@ static void fmt_ci(char *b, size_t cap, const ci_block *c, int k) {
     fmt(v, sizeof v, c->m.v[k]);
     fmt(lo, sizeof lo, c->ci[k].lo);
     fmt(hi, sizeof hi, c->ci[k].hi);
-    if (isfinite(c->m.v[k])) snprintf(b, cap, "%s [%s, %s]", v, lo, hi);
-    else snprintf(b, cap, "n/a");
+    if (isfinite(c->m.v[k]))
+        snprintf(b, cap, "%s [%s, %s]", v, lo, hi);
+    else
+        snprintf(b, cap, "n/a");
 }
 
 static int compute_all(report_ctx *c, pl_err *err) {
@@ -603,7 +611,8 @@ static int compute_all(report_ctx *c, pl_err *err) {
         for (int k = 0; k <= 100; k++) thr[k] = strict(k / 100.0);
         if (!rc) rc = pl_threshold_sweep(d->labels, c->head, n, thr, 101, c->thr, err);
         for (int k = 0; k <= 100; k++) c->thr[k].threshold = k / 100.0;
-        if (!rc) rc = pl_metrics_by_category(d->labels, c->head, d->categories, n, strict(0.5), &c->cat, &c->n_cat, err);
+        if (!rc)
+            rc = pl_metrics_by_category(d->labels, c->head, d->categories, n, strict(0.5), &c->cat, &c->n_cat, err);
         for (size_t i = 0; i < n && !rc; i++) {
             const double s = isnan(c->head[i]) ? 1.0 : c->head[i];
             int b = (int)floor(s * 10.0);
@@ -624,7 +633,8 @@ static int compute_all(report_ctx *c, pl_err *err) {
             c->gen_ms[i] = d->gen[i].ms;
         }
         rc = ci_compute(d, c->gscore, 0.5, &c->g05, err);
-        if (!rc) rc = pl_metrics_by_category(d->labels, c->gscore, d->categories, n, strict(0.5), &c->gcat, &c->n_gcat, err);
+        if (!rc)
+            rc = pl_metrics_by_category(d->labels, c->gscore, d->categories, n, strict(0.5), &c->gcat, &c->n_gcat, err);
         if (!rc) rc = pl_latency_summary(c->gen_ms, n, &c->lat_gen, err);
     }
     return rc;
@@ -746,7 +756,8 @@ static int write_json(const report_ctx *c, const char *dir, pl_err *err) {
                 double *sc = malloc((d->n ? d->n : 1) * sizeof *sc);
                 pl_metrics m;
                 if (!sc) break;
-                for (size_t i = 0; i < d->n; i++) sc[i] = pl_eval_calibrated_p(&d->res[(size_t)p * d->n + i], d->alphas[a]);
+                for (size_t i = 0; i < d->n; i++)
+                    sc[i] = pl_eval_calibrated_p(&d->res[(size_t)p * d->n + i], d->alphas[a]);
                 if (!pl_metrics_compute(d->labels, sc, d->n, strict(0.5), &m, NULL))
                     json_object_array_add(per, jd(m.v[PL_METRIC_F1]));
                 free(sc);
@@ -789,8 +800,9 @@ static int write_json(const report_ctx *c, const char *dir, pl_err *err) {
         json_object *gl = json_object_new_array();
         for (int k = 0; k < 2; k++) json_object_array_add(gl, jstr(d->gen_labels ? d->gen_labels[k] : NULL));
         json_object_object_add(g, "labels", gl);
-        json_object_object_add(g, "rule", json_object_new_string("first word of the greedy answer; unparsable = positive "
-                                                                 "(fail closed)"));
+        json_object_object_add(g, "rule",
+                               json_object_new_string("first word of the greedy answer; unparsable = positive "
+                                                      "(fail closed)"));
         json_object_object_add(g, "at_0.5", j_ci_block(&c->g05));
         if (!strcmp(c->balance, "positive_only"))
             json_object_object_add(g, "block_rate", jd(c->g05.m.v[PL_METRIC_RECALL]));
@@ -867,7 +879,8 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
     if (have_pos) rc = pl_pr_curve(d->labels, c->head, d->n, &pts, &n_pts, err);
     if (!rc && have_pos && n_pts > 0) {
         FILE *f = open_in(pdir, "pr.dat", NULL, err);
-        if (!f) rc = PL_ERR_IO;
+        if (!f)
+            rc = PL_ERR_IO;
         else {
             fprintf(f, "# recall precision threshold\n0 %.9g inf\n", pts[0].precision);
             for (size_t k = 0; k < n_pts; k++)
@@ -891,7 +904,8 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
     /* F1 versus alpha */
     if (!rc && c->head && d->n_alphas > 0 && have_pos) {
         FILE *f = open_in(pdir, "f1_alpha.dat", NULL, err);
-        if (!f) rc = PL_ERR_IO;
+        if (!f)
+            rc = PL_ERR_IO;
         else {
             fprintf(f, "# alpha f1@0.5 ci_low ci_high f1@deny recall@0.5 fpr@0.5\n");
             for (size_t a = 0; a < d->n_alphas; a++) {
@@ -918,7 +932,8 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
     /* reliability */
     if (!rc && c->head) {
         FILE *f = open_in(pdir, "reliability.dat", NULL, err);
-        if (!f) rc = PL_ERR_IO;
+        if (!f)
+            rc = PL_ERR_IO;
         else {
             fprintf(f, "# bin_center mean_p fraction_positive n\n");
             for (int b = 0; b < 10; b++)
@@ -930,7 +945,8 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
         fprintf(gp,
                 "set output 'reliability.png'\nset title 'Reliability (alpha = %g, ECE = %.3f)'\n"
                 "set xlabel 'mean predicted P(positive) in bin'\nset ylabel 'fraction positive'\n"
-                "set xrange [0:1]\nset yrange [0:1.02]\nset y2label 'items'\nset y2range [0:*]\nset y2tics\nset ytics nomirror\n"
+                "set xrange [0:1]\nset yrange [0:1.02]\nset y2label 'items'\nset y2range [0:*]\nset y2tics\nset ytics "
+                "nomirror\n"
                 "set style fill transparent solid 0.25\nset boxwidth 0.09\n"
                 "plot 'reliability.dat' using 1:4 axes x1y2 with boxes lc rgb 'gray' title 'items per bin', "
                 "x with lines dt 2 lc rgb 'black' title 'perfect calibration', "
@@ -953,7 +969,8 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
                 const double *v = k == 0 ? d->probe_ms : c->gen_ms;
                 if (!v) continue;
                 FILE *f = open_in(pdir, k == 0 ? "latency_probe.dat" : "latency_generate.dat", NULL, err);
-                if (!f) rc = PL_ERR_IO;
+                if (!f)
+                    rc = PL_ERR_IO;
                 else {
                     for (size_t i = 0; i < d->n; i++) fprintf(f, "%.6f\n", v[i]);
                     rc = close_file(f, "latency data", err);
@@ -965,12 +982,14 @@ static int write_plots(const report_ctx *c, const char *dir, pl_err *err) {
                     "bin(x) = w * floor(x / w) + w / 2\nplot ",
                     w);
             if (d->probe_ms)
-                fprintf(gp, "'latency_probe.dat' using (bin($1)):(1.0) smooth frequency with boxes lc rgb 'blue' "
-                            "title sprintf('probe (mean %%.2f ms)', %.9g)%s",
+                fprintf(gp,
+                        "'latency_probe.dat' using (bin($1)):(1.0) smooth frequency with boxes lc rgb 'blue' "
+                        "title sprintf('probe (mean %%.2f ms)', %.9g)%s",
                         c->lat_probe.mean, c->gen_ms ? ", " : "\n");
             if (c->gen_ms)
-                fprintf(gp, "'latency_generate.dat' using (bin($1)):(1.0) smooth frequency with boxes lc rgb 'red' "
-                            "title sprintf('generate (mean %%.2f ms)', %.9g)\n",
+                fprintf(gp,
+                        "'latency_generate.dat' using (bin($1)):(1.0) smooth frequency with boxes lc rgb 'red' "
+                        "title sprintf('generate (mean %%.2f ms)', %.9g)\n",
                         c->lat_gen.mean);
         } else {
             gp_empty(gp, "latency.png", "Latency", "no items");
@@ -1010,7 +1029,8 @@ static void md_block_row(FILE *f, const char *name, const ci_block *b) {
 }
 
 static void md_cat_table(FILE *f, const pl_category_metrics *cat, size_t n_cat) {
-    fputs("| category | n | positive | accuracy | precision | recall | F1 | FPR |\n|---|---|---|---|---|---|---|---|\n", f);
+    fputs("| category | n | positive | accuracy | precision | recall | F1 | FPR |\n|---|---|---|---|---|---|---|---|\n",
+          f);
     for (size_t k = 0; k < n_cat; k++) {
         const pl_metrics *m = &cat[k].m;
         char a[32], p[32], r[32], f1[32], fp[32];
@@ -1079,8 +1099,8 @@ static int write_md(const report_ctx *c, const char *dir, pl_err *err) {
                   f);
             for (int p = 0; p < d->n_pairs; p++) {
                 char v[6][32];
-                const int ks[6] = {PL_METRIC_ACCURACY, PL_METRIC_PRECISION, PL_METRIC_RECALL, PL_METRIC_F1,
-                                   PL_METRIC_FPR, PL_METRIC_AUROC};
+                const int ks[6] = {PL_METRIC_ACCURACY, PL_METRIC_PRECISION, PL_METRIC_RECALL,
+                                   PL_METRIC_F1,       PL_METRIC_FPR,       PL_METRIC_AUROC};
                 for (int k = 0; k < 6; k++) fmt(v[k], sizeof v[k], c->pair05[p].v[ks[k]]);
                 fprintf(f, "| %s/%s | %s | %s | %s | %s | %s | %s |\n", d->pair_pos[p], d->pair_neg[p], v[0], v[1],
                         v[2], v[3], v[4], v[5]);
@@ -1093,8 +1113,9 @@ static int write_md(const report_ctx *c, const char *dir, pl_err *err) {
                    "b_neg) (the bias measured on content-free inputs); the threshold then trades recall for "
                    "precision. Choose a row: strict deployments (privileged actions) favour recall, conversational "
                    "ones favour precision / low FPR. All rows come from the same forward passes.\n\n");
-        fprintf(f, "| alpha | P@0.5 | R@0.5 | F1@0.5 [95%% CI] | FPR@0.5 | P@%g | R@%g | F1@%g | FPR@%g | AUROC | ECE |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|\n",
+        fprintf(f,
+                "| alpha | P@0.5 | R@0.5 | F1@0.5 [95%% CI] | FPR@0.5 | P@%g | R@%g | F1@%g | FPR@%g | AUROC | ECE |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n",
                 d->deny, d->deny, d->deny, d->deny);
         for (size_t a = 0; a < d->n_alphas; a++) {
             const pl_metrics *m = &c->sw05[a], *q = &c->swdeny[a];
@@ -1115,8 +1136,9 @@ static int write_md(const report_ctx *c, const char *dir, pl_err *err) {
             fprintf(f, "| %g | %s | %s | %s [%s, %s] | %s | %s | %s | %s | %s | %s | %s |\n", d->alphas[a], v[0], v[1],
                     v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]);
         }
-        fprintf(f, "\nThreshold sweep at alpha = %g (selected rows; all 101 in results.json):\n\n"
-                   "| p > t | precision | recall | F1 | FPR | TP/FP/TN/FN |\n|---|---|---|---|---|---|\n",
+        fprintf(f,
+                "\nThreshold sweep at alpha = %g (selected rows; all 101 in results.json):\n\n"
+                "| p > t | precision | recall | F1 | FPR | TP/FP/TN/FN |\n|---|---|---|---|---|---|\n",
                 d->alpha);
         for (int k = 0; k <= 100; k += 10) {
             const pl_sweep_point *s = &c->thr[k];
@@ -1135,12 +1157,13 @@ static int write_md(const report_ctx *c, const char *dir, pl_err *err) {
               f);
     }
     if (c->gscore) {
-        fprintf(f, "## Generation baseline (greedy decode, parse the first word)\n\n"
-                   "Same prompt and cached prefix as the probe; up to the configured number of tokens are decoded "
-                   "greedily and the first word is compared with `%s` / `%s` (case-insensitive). Unparsable "
-                   "answers count as positive (fail closed): **%zu of %zu** were unparsable.\n\n%s",
-                d->gen_labels ? d->gen_labels[0] : "?", d->gen_labels ? d->gen_labels[1] : "?", c->n_unparsable,
-                d->n, hdr);
+        fprintf(f,
+                "## Generation baseline (greedy decode, parse the first word)\n\n"
+                "Same prompt and cached prefix as the probe; up to the configured number of tokens are decoded "
+                "greedily and the first word is compared with `%s` / `%s` (case-insensitive). Unparsable "
+                "answers count as positive (fail closed): **%zu of %zu** were unparsable.\n\n%s",
+                d->gen_labels ? d->gen_labels[0] : "?", d->gen_labels ? d->gen_labels[1] : "?", c->n_unparsable, d->n,
+                hdr);
         md_block_row(f, "parsed answer", &c->g05);
         fputs("\n(AUROC/AUPRC/ECE of hard 0/1 answers are those of a single operating point.)\n\n### Per category\n\n",
               f);
@@ -1151,8 +1174,9 @@ static int write_md(const report_ctx *c, const char *dir, pl_err *err) {
     if (c->head && d->probe_ms) md_latency_row(f, "probe", &c->lat_probe);
     if (c->gscore) md_latency_row(f, "generate", &c->lat_gen);
     if (c->head && d->probe_ms)
-        fprintf(f, "\nProbe times are per item over all verbalizer pairs (batched probing: the batch's time divided by "
-                   "its size). Prefix evaluation and calibration (once): %.1f ms.\n",
+        fprintf(f,
+                "\nProbe times are per item over all verbalizer pairs (batched probing: the batch's time divided by "
+                "its size). Prefix evaluation and calibration (once): %.1f ms.\n",
                 d->prefix_ms);
     if (c->head && c->gscore && d->probe_ms)
         fprintf(f, "Generation is %.2fx slower than the probe on the mean (%.2fx at the median).\n",

@@ -68,8 +68,8 @@ typedef struct pl_gen_result {
  * template, system, action prefix, question and answer prefix), the prefix
  * evaluated once and checkpointed. labels are the verbalizers the answer is
  * parsed against (copied). The session may be shared with a probe. */
-int pl_generator_create(pl_session *s, const pl_probe_params *pp, int question, const char *const *labels,
-                        int n_labels, int max_tokens, pl_generator **out, pl_err *err);
+int pl_generator_create(pl_session *s, const pl_probe_params *pp, int question, const char *const *labels, int n_labels,
+                        int max_tokens, pl_generator **out, pl_err *err);
 void pl_generator_free(pl_generator *g);
 
 /* Renders the prompt of an action as the generator sees it (prefix then
@@ -87,29 +87,29 @@ int pl_generate(pl_generator *g, const char *action, size_t len, pl_gen_result *
 /* Everything one evaluation run produced, as pl_eval_write consumes it. */
 typedef struct pl_eval_data {
     const char *model, *dataset, *dataset_path, *policy, *template_name, *mode; /* settings, for the record */
-    size_t n;                        /* items */
-    const int *labels;               /* n gold labels, 1 = positive */
-    const char *const *categories;   /* n categories ("" for none) */
-    const char *const *ids;          /* n item ids */
-    int n_pairs;                     /* verbalizer pairs probed (0 in generate mode) */
-    const char *const *pair_pos;     /* n_pairs positive labels */
-    const char *const *pair_neg;     /* n_pairs negative labels */
-    const char *const *questions;    /* n_pairs questions */
-    const pl_probe_result *res;      /* n_pairs * n results, pair-major (res[p * n + i]); NULL without probes */
-    const double *probe_ms;          /* n per-item probe times (all pairs), NULL without probes */
-    const pl_gen_result *gen;        /* n generated answers, NULL without generation */
-    const char *const *gen_labels;   /* the labels generation parsed against (2) */
-    const double *alphas;            /* n_alphas values swept */
+    size_t n;                                                                   /* items */
+    const int *labels;                                                          /* n gold labels, 1 = positive */
+    const char *const *categories;                                              /* n categories ("" for none) */
+    const char *const *ids;                                                     /* n item ids */
+    int n_pairs;                   /* verbalizer pairs probed (0 in generate mode) */
+    const char *const *pair_pos;   /* n_pairs positive labels */
+    const char *const *pair_neg;   /* n_pairs negative labels */
+    const char *const *questions;  /* n_pairs questions */
+    const pl_probe_result *res;    /* n_pairs * n results, pair-major (res[p * n + i]); NULL without probes */
+    const double *probe_ms;        /* n per-item probe times (all pairs), NULL without probes */
+    const pl_gen_result *gen;      /* n generated answers, NULL without generation */
+    const char *const *gen_labels; /* the labels generation parsed against (2) */
+    const double *alphas;          /* n_alphas values swept */
     size_t n_alphas;
-    double alpha;                    /* the headline alpha (the policy's) */
-    double deny, warn;               /* the policy's thresholds on P(positive) */
-    size_t bootstrap;                /* resamples (>= 1) */
-    uint64_t seed;                   /* bootstrap seed */
-    int per_item;                    /* write per-item scores into results.json */
-    int threads, batch;              /* engine settings */
-    int32_t prefix_tokens;           /* cached prefix length */
-    double prefix_ms;                /* time to evaluate the prefix and calibrate */
-    double wall_s;                   /* wall time of the run so far */
+    double alpha;          /* the headline alpha (the policy's) */
+    double deny, warn;     /* the policy's thresholds on P(positive) */
+    size_t bootstrap;      /* resamples (>= 1) */
+    uint64_t seed;         /* bootstrap seed */
+    int per_item;          /* write per-item scores into results.json */
+    int threads, batch;    /* engine settings */
+    int32_t prefix_tokens; /* cached prefix length */
+    double prefix_ms;      /* time to evaluate the prefix and calibrate */
+    double wall_s;         /* wall time of the run so far */
 } pl_eval_data;
 
 /* Computes every metric (bootstrap CIs, alpha and threshold sweeps,

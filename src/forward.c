@@ -32,15 +32,15 @@
 #define PL_N_BATCH 512 /* tokens per internal pass */
 
 struct pl_session {
-    pl_model *model;         /* borrowed; must outlive the session */
-    const pl_kernels *kern;  /* selected at creation */
-    pl_threadpool *pool;     /* owned */
+    pl_model *model;        /* borrowed; must outlive the session */
+    const pl_kernels *kern; /* selected at creation */
+    pl_threadpool *pool;    /* owned */
     int n_threads;
-    int32_t n_ctx;           /* KV capacity in positions */
-    int32_t n_ctx_pad;       /* n_ctx rounded up to a multiple of PL_KV_BLOCK (K cache slots) */
-    int32_t n_past;          /* positions filled */
-    int64_t kv_dim;          /* n_head_kv * head_dim */
-    int64_t q_dim;           /* n_head * head_dim */
+    int32_t n_ctx;     /* KV capacity in positions */
+    int32_t n_ctx_pad; /* n_ctx rounded up to a multiple of PL_KV_BLOCK (K cache slots) */
+    int32_t n_past;    /* positions filled */
+    int64_t kv_dim;    /* n_head_kv * head_dim */
+    int64_t q_dim;     /* n_head * head_dim */
     /* K cache, slot-blocked (see PL_KV_BLOCK in quant.h), floats, 64-byte
      * aligned, owned: [n_layer][n_head_kv][n_ctx_pad/16][head_dim][16];
      * dim d of slot p of KV head h in layer l is at
@@ -49,28 +49,28 @@ struct pl_session {
      * blocks are contiguous (n_ctx_pad*head_dim floats). Lanes of slots
      * >= n_past hold stale values that are never read as keys. */
     float *k_cache;
-    float *v_cache;          /* [n_layer][n_ctx][kv_dim] floats, row-major by slot, owned */
-    float *x;                /* [PL_N_BATCH][n_embd] residual stream */
-    float *xb;               /* [PL_N_BATCH][max(n_embd, q_dim)] normed input / attention output */
-    float *q;                /* [PL_N_BATCH][q_dim] */
-    float *kb, *vb;          /* [PL_N_BATCH][kv_dim] fresh keys / values before they enter the cache */
-    float *hb, *hb2;         /* [PL_N_BATCH][n_ff] */
-    float *scores;           /* [n_threads][n_head/n_head_kv][n_ctx] attention scores of one GQA group */
-    float *scratch;          /* [n_threads][scratch_len] dequantized weight rows */
-    int64_t scratch_len;     /* floats per thread; also holds PL_Q8_SCRATCH_BYTES of the widest input */
-    int fast;                /* fast mode: int8 activations for quantized matmuls (pl_session_set_fast) */
-    uint8_t *xq;             /* [PL_N_BATCH][pl_q8a_stride(max(n_ff, n_embd, q_dim))] quantized matmul input, 64-aligned */
+    float *v_cache;      /* [n_layer][n_ctx][kv_dim] floats, row-major by slot, owned */
+    float *x;            /* [PL_N_BATCH][n_embd] residual stream */
+    float *xb;           /* [PL_N_BATCH][max(n_embd, q_dim)] normed input / attention output */
+    float *q;            /* [PL_N_BATCH][q_dim] */
+    float *kb, *vb;      /* [PL_N_BATCH][kv_dim] fresh keys / values before they enter the cache */
+    float *hb, *hb2;     /* [PL_N_BATCH][n_ff] */
+    float *scores;       /* [n_threads][n_head/n_head_kv][n_ctx] attention scores of one GQA group */
+    float *scratch;      /* [n_threads][scratch_len] dequantized weight rows */
+    int64_t scratch_len; /* floats per thread; also holds PL_Q8_SCRATCH_BYTES of the widest input */
+    int fast;            /* fast mode: int8 activations for quantized matmuls (pl_session_set_fast) */
+    uint8_t *xq;         /* [PL_N_BATCH][pl_q8a_stride(max(n_ff, n_embd, q_dim))] quantized matmul input, 64-aligned */
     float *rope_cos, *rope_sin; /* [n_ctx][n_rot/2] */
-    int32_t *tok_pos;        /* [PL_N_BATCH] RoPE position of each batch token */
-    int32_t *tok_seq_begin;  /* [PL_N_BATCH] first cache slot of each token's own sequence */
-    int32_t shared_end;      /* every batch token also attends to slots [0, shared_end) */
-    int32_t slot0;           /* cache slot of the batch's first token */
-    uint64_t serial;         /* count of batches run; stamps written slots */
-    uint64_t *slot_serial;   /* [n_ctx] serial of the batch that last wrote each slot */
-    uint64_t uid;            /* unique per session, for checkpoint fast paths */
-    float *logits;           /* [logits_cap][n_vocab] */
-    size_t logits_cap;       /* rows allocated */
-    size_t n_logits;         /* rows valid after the last eval */
+    int32_t *tok_pos;           /* [PL_N_BATCH] RoPE position of each batch token */
+    int32_t *tok_seq_begin;     /* [PL_N_BATCH] first cache slot of each token's own sequence */
+    int32_t shared_end;         /* every batch token also attends to slots [0, shared_end) */
+    int32_t slot0;              /* cache slot of the batch's first token */
+    uint64_t serial;            /* count of batches run; stamps written slots */
+    uint64_t *slot_serial;      /* [n_ctx] serial of the batch that last wrote each slot */
+    uint64_t uid;               /* unique per session, for checkpoint fast paths */
+    float *logits;              /* [logits_cap][n_vocab] */
+    size_t logits_cap;          /* rows allocated */
+    size_t n_logits;            /* rows valid after the last eval */
     char errmsg[256];
 };
 
@@ -80,7 +80,7 @@ typedef struct mm_job {
     const pl_weight *w; /* [ne0 -> ne1] */
     const float *x;     /* [n_tok][x_stride] */
     int64_t x_stride;
-    float *y;           /* [n_tok][y_stride] */
+    float *y; /* [n_tok][y_stride] */
     int64_t y_stride;
 } mm_job;
 
@@ -89,7 +89,7 @@ typedef struct mm_task {
     int n_jobs;
     mm_job jobs[3];
     int64_t n_tok;
-    const uint8_t *xq;  /* q8a of the jobs' shared input (fast mode), or NULL */
+    const uint8_t *xq; /* q8a of the jobs' shared input (fast mode), or NULL */
 } mm_task;
 
 /* Each thread takes a contiguous range of output rows of every job. */
@@ -105,8 +105,8 @@ static void mm_worker(void *arg, int ith, int nth) {
             pl_matmul_rows_q8(t->s->kern, job->w->data, job->w->type, job->w->ne0, r0, r1, t->xq, t->n_tok, job->y,
                               job->y_stride, (uint8_t *)scratch);
         else
-            pl_matmul_rows(t->s->kern, job->w->data, job->w->type, job->w->ne0, r0, r1, job->x, job->x_stride,
-                           t->n_tok, job->y, job->y_stride, scratch);
+            pl_matmul_rows(t->s->kern, job->w->data, job->w->type, job->w->ne0, r0, r1, job->x, job->x_stride, t->n_tok,
+                           job->y, job->y_stride, scratch);
     }
 }
 
@@ -224,7 +224,8 @@ static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const pl_layer *L = &m->layers[l];
         for (int64_t t = 0; t < n_tok; t++) rmsnorm_w(s->xb + t * E, s->x + t * E, &L->attn_norm, E, hp->rms_eps, wtmp);
-        const mm_job qkv[3] = {{&L->wq, s->xb, E, s->q, Q}, {&L->wk, s->xb, E, s->kb, KV}, {&L->wv, s->xb, E, s->vb, KV}};
+        const mm_job qkv[3] = {
+            {&L->wq, s->xb, E, s->q, Q}, {&L->wk, s->xb, E, s->kb, KV}, {&L->wv, s->xb, E, s->vb, KV}};
         matmul(s, n_tok, 3, qkv);
         add_bias(s->q, &L->bq, n_tok, Q);
         add_bias(s->kb, &L->bk, n_tok, KV);
@@ -310,8 +311,10 @@ int pl_session_eval(pl_session *s, const int32_t *ids, size_t n, int flags) {
         }
         forward_batch(s, ids + done, (int64_t)chunk);
         s->n_past += (int32_t)chunk;
-        if (all) compute_logits(s, 0, (int64_t)chunk, done);
-        else if (done + chunk == n) compute_logits(s, (int64_t)chunk - 1, 1, 0);
+        if (all)
+            compute_logits(s, 0, (int64_t)chunk, done);
+        else if (done + chunk == n)
+            compute_logits(s, (int64_t)chunk - 1, 1, 0);
         done += chunk;
     }
     s->n_logits = rows;
@@ -401,8 +404,9 @@ int pl_session_create(pl_model *m, int32_t n_ctx, int n_threads, pl_session **ou
     s->logits = alloc_floats(1, (size_t)hp->n_vocab, 1);
     s->logits_cap = 1;
     s->pool = pl_threadpool_create(n_threads);
-    if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->kb || !s->vb || !s->hb || !s->hb2 ||
-        !s->scores || !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin || !s->logits || !s->pool || !s->xq) {
+    if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->kb || !s->vb || !s->hb || !s->hb2 || !s->scores ||
+        !s->tok_pos || !s->tok_seq_begin || !s->slot_serial || !s->scratch || !s->rope_cos || !s->rope_sin ||
+        !s->logits || !s->pool || !s->xq) {
         pl_session_free(s);
         return pl_fail(&err, PL_ERR_NOMEM, "out of memory for a session of %d positions", n_ctx);
     }
@@ -451,9 +455,9 @@ typedef struct sel_task {
     const pl_weight *w;
     const int32_t *ids; /* output rows to compute */
     size_t n_ids;
-    int64_t n_rows;     /* hidden rows in s->xb */
-    float *out;         /* [n_rows][n_ids] */
-    const uint8_t *xq;  /* q8a of the hidden rows (fast mode), or NULL */
+    int64_t n_rows;    /* hidden rows in s->xb */
+    float *out;        /* [n_rows][n_ids] */
+    const uint8_t *xq; /* q8a of the hidden rows (fast mode), or NULL */
 } sel_task;
 
 static void sel_worker(void *arg, int ith, int nth) {
@@ -518,8 +522,8 @@ int session_eval_forks(pl_session *s, const pl_seq *seqs, size_t n_seqs, const i
             rmsnorm_w(s->xb + k * E, s->x + want[k] * E, &m->output_norm, E, m->hp.rms_eps, s->scratch);
         float *dst = out + out_row * row_len;
         if (vocab_ids) {
-            sel_task t = {s, &m->output, vocab_ids, n_ids, n_want, dst,
-                          quantize_input(s, m->output.type, s->xb, E, E, n_want)};
+            sel_task t = {
+                s, &m->output, vocab_ids, n_ids, n_want, dst, quantize_input(s, m->output.type, s->xb, E, E, n_want)};
             pl_threadpool_run(s->pool, sel_worker, &t);
         } else {
             const mm_job job = {&m->output, s->xb, E, dst, n_vocab};
@@ -599,8 +603,8 @@ struct pl_kv_state {
     const pl_model *model; /* the model it belongs to (borrowed) */
     int32_t n_past;        /* positions held */
     int64_t kv_dim;
-    uint64_t session_uid;  /* session it was taken from */
-    uint64_t max_serial;   /* max slot serial over [0, n_past) at checkpoint time */
+    uint64_t session_uid; /* session it was taken from */
+    uint64_t max_serial;  /* max slot serial over [0, n_past) at checkpoint time */
     /* per layer, in the session's own layouts: K as [n_head_kv][n_blk][head_dim][16]
      * with n_blk = ceil(n_past/16) (the blocks holding slots [0, n_past)),
      * then V as [n_past][kv_dim]; owned */
@@ -688,7 +692,8 @@ int pl_session_fork(pl_session *s, pl_session **out, char *err_buf, size_t err_c
     if (rc) return rc;
     const int32_t L = s->model->hp.n_layer, H = s->model->hp.n_head_kv;
     const size_t kn = k_head_floats(s, s->n_past), vn = session_kv_floats_per_layer(s, s->n_past);
-    const size_t k_head = (size_t)s->n_ctx_pad * (size_t)s->model->hp.head_dim, v_layer = (size_t)s->n_ctx * (size_t)s->kv_dim;
+    const size_t k_head = (size_t)s->n_ctx_pad * (size_t)s->model->hp.head_dim,
+                 v_layer = (size_t)s->n_ctx * (size_t)s->kv_dim;
     for (int32_t l = 0; l < L; l++) {
         for (int32_t h = 0; h < H; h++)
             memcpy((*out)->k_cache + ((size_t)l * H + h) * k_head, s->k_cache + ((size_t)l * H + h) * k_head,

@@ -17,17 +17,17 @@
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
 #define GGUF_DEFAULT_ALIGNMENT 32
-#define GGUF_MAX_STRING (1u << 30)  /* bytes in one string */
-#define GGUF_MAX_KEY 65535u         /* bytes in one key */
+#define GGUF_MAX_STRING (1u << 30) /* bytes in one string */
+#define GGUF_MAX_KEY 65535u        /* bytes in one key */
 #define GGUF_MAX_DIMS 4
 
 struct gguf_file {
-    const uint8_t *base;  /* start of the file bytes (mapping or caller buffer) */
-    size_t size;          /* bytes */
-    bool mapped;          /* base is an mmap to unmap at close */
+    const uint8_t *base; /* start of the file bytes (mapping or caller buffer) */
+    size_t size;         /* bytes */
+    bool mapped;         /* base is an mmap to unmap at close */
     uint32_t version;
     uint64_t n_kv;
-    gguf_kv *kvs;         /* n_kv entries, owned */
+    gguf_kv *kvs; /* n_kv entries, owned */
     uint64_t n_tensors;
     gguf_tensor *tensors; /* n_tensors entries, owned (names owned too) */
     uint32_t alignment;   /* general.alignment or 32 */
@@ -48,17 +48,14 @@ static const struct {
     const char *name;
     uint32_t blck, size;
 } type_info[GGML_TYPE_COUNT] = {
-    [0] = {"F32", 1, 4},        [1] = {"F16", 1, 2},        [2] = {"Q4_0", 32, 18},
-    [3] = {"Q4_1", 32, 20},     [6] = {"Q5_0", 32, 22},     [7] = {"Q5_1", 32, 24},
-    [8] = {"Q8_0", 32, 34},     [9] = {"Q8_1", 32, 36},     [10] = {"Q2_K", 256, 84},
-    [11] = {"Q3_K", 256, 110},  [12] = {"Q4_K", 256, 144},  [13] = {"Q5_K", 256, 176},
-    [14] = {"Q6_K", 256, 210},  [15] = {"Q8_K", 256, 292},  [16] = {"IQ2_XXS", 256, 66},
-    [17] = {"IQ2_XS", 256, 74}, [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50},
-    [20] = {"IQ4_NL", 32, 18},  [21] = {"IQ3_S", 256, 110}, [22] = {"IQ2_S", 256, 82},
-    [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},       [25] = {"I16", 1, 2},
-    [26] = {"I32", 1, 4},       [27] = {"I64", 1, 8},       [28] = {"F64", 1, 8},
-    [29] = {"IQ1_M", 256, 56},  [30] = {"BF16", 1, 2},      [34] = {"TQ1_0", 256, 54},
-    [35] = {"TQ2_0", 256, 66},  [39] = {"MXFP4", 32, 17},
+    [0] = {"F32", 1, 4},         [1] = {"F16", 1, 2},         [2] = {"Q4_0", 32, 18},      [3] = {"Q4_1", 32, 20},
+    [6] = {"Q5_0", 32, 22},      [7] = {"Q5_1", 32, 24},      [8] = {"Q8_0", 32, 34},      [9] = {"Q8_1", 32, 36},
+    [10] = {"Q2_K", 256, 84},    [11] = {"Q3_K", 256, 110},   [12] = {"Q4_K", 256, 144},   [13] = {"Q5_K", 256, 176},
+    [14] = {"Q6_K", 256, 210},   [15] = {"Q8_K", 256, 292},   [16] = {"IQ2_XXS", 256, 66}, [17] = {"IQ2_XS", 256, 74},
+    [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50},   [20] = {"IQ4_NL", 32, 18},   [21] = {"IQ3_S", 256, 110},
+    [22] = {"IQ2_S", 256, 82},   [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},         [25] = {"I16", 1, 2},
+    [26] = {"I32", 1, 4},        [27] = {"I64", 1, 8},        [28] = {"F64", 1, 8},        [29] = {"IQ1_M", 256, 56},
+    [30] = {"BF16", 1, 2},       [34] = {"TQ1_0", 256, 54},   [35] = {"TQ2_0", 256, 66},   [39] = {"MXFP4", 32, 17},
 };
 
 const char *ggml_type_name(uint32_t type) {
@@ -67,8 +64,8 @@ const char *ggml_type_name(uint32_t type) {
 uint32_t ggml_blck_size(uint32_t type) { return type < GGML_TYPE_COUNT ? type_info[type].blck : 0; }
 uint32_t ggml_type_size(uint32_t type) { return type < GGML_TYPE_COUNT ? type_info[type].size : 0; }
 
-static const char *const vtype_names[GGUF_VTYPE_COUNT] = {
-    "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
+static const char *const vtype_names[GGUF_VTYPE_COUNT] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                                          "bool", "string", "array", "u64", "i64", "f64"};
 static const uint8_t vtype_sizes[GGUF_VTYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *gguf_vtype_name(uint32_t vtype) { return vtype < GGUF_VTYPE_COUNT ? vtype_names[vtype] : "?"; }
@@ -97,8 +94,8 @@ static bool cur_str(cursor *c, gguf_str *s, uint64_t max, const char *what) {
     uint64_t len;
     if (!cur_u64(c, &len, what)) return false;
     if (len > max) {
-        pl_fail(c->err, PL_ERR_FORMAT, "GGUF %s: string length %llu exceeds limit %llu", what,
-                (unsigned long long)len, (unsigned long long)max);
+        pl_fail(c->err, PL_ERR_FORMAT, "GGUF %s: string length %llu exceeds limit %llu", what, (unsigned long long)len,
+                (unsigned long long)max);
         return false;
     }
     if (!cur_need(c, (size_t)len, what)) return false;
@@ -166,8 +163,8 @@ static bool read_kv(cursor *c, gguf_kv *kv) {
     if (kv->arr_type != GGUF_STRING) {
         uint64_t bytes;
         if (!pl_mul_u64_ok(kv->arr_n, vtype_sizes[kv->arr_type], &bytes) || bytes > c->size - c->off) {
-            pl_fail(c->err, PL_ERR_FORMAT, "GGUF key %s: array of %llu %s elements runs past the end of the file",
-                    key, (unsigned long long)kv->arr_n, vtype_names[kv->arr_type]);
+            pl_fail(c->err, PL_ERR_FORMAT, "GGUF key %s: array of %llu %s elements runs past the end of the file", key,
+                    (unsigned long long)kv->arr_n, vtype_names[kv->arr_type]);
             return false;
         }
         kv->arr_data = c->p + c->off;
@@ -328,8 +325,8 @@ static int parse(gguf_file *f, pl_err *err) {
             goto done;
         }
         if (!pl_add_u64_ok(t->offset, t->nbytes, &end) || end > data_size) {
-            rc = pl_fail(err, PL_ERR_FORMAT, "GGUF tensor %s: data [%llu, +%llu) runs past the end of the file", t->name,
-                         (unsigned long long)t->offset, (unsigned long long)t->nbytes);
+            rc = pl_fail(err, PL_ERR_FORMAT, "GGUF tensor %s: data [%llu, +%llu) runs past the end of the file",
+                         t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes);
             goto done;
         }
         t->data = f->base + data_off + t->offset;
@@ -424,9 +421,7 @@ uint32_t gguf_version(const gguf_file *f) { return f->version; }
 uint64_t gguf_n_kv(const gguf_file *f) { return f->n_kv; }
 const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i) { return i < f->n_kv ? &f->kvs[i] : NULL; }
 uint64_t gguf_n_tensors(const gguf_file *f) { return f->n_tensors; }
-const gguf_tensor *gguf_tensor_at(const gguf_file *f, uint64_t i) {
-    return i < f->n_tensors ? &f->tensors[i] : NULL;
-}
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, uint64_t i) { return i < f->n_tensors ? &f->tensors[i] : NULL; }
 uint64_t gguf_identity(const gguf_file *f) { return f->identity; }
 size_t gguf_file_size(const gguf_file *f) { return f->size; }
 
@@ -449,9 +444,12 @@ static bool is_sint(uint32_t t) { return t == GGUF_I8 || t == GGUF_I16 || t == G
 int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, pl_err *err) {
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv) return PL_ERR_ARG;
-    if (is_uint(kv->type) && kv->v.u64 <= UINT32_MAX) *out = (uint32_t)kv->v.u64;
-    else if (is_sint(kv->type) && kv->v.i64 >= 0 && kv->v.i64 <= (int64_t)UINT32_MAX) *out = (uint32_t)kv->v.i64;
-    else return pl_fail(err, PL_ERR_FORMAT, "GGUF key %s: expected an unsigned 32-bit integer", key);
+    if (is_uint(kv->type) && kv->v.u64 <= UINT32_MAX)
+        *out = (uint32_t)kv->v.u64;
+    else if (is_sint(kv->type) && kv->v.i64 >= 0 && kv->v.i64 <= (int64_t)UINT32_MAX)
+        *out = (uint32_t)kv->v.i64;
+    else
+        return pl_fail(err, PL_ERR_FORMAT, "GGUF key %s: expected an unsigned 32-bit integer", key);
     return PL_OK;
 }
 
@@ -510,7 +508,8 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     if (kv->type != GGUF_ARRAY || i >= kv->arr_n || kv->arr_type == GGUF_STRING) return 0;
     const uint8_t *p = kv->arr_data + i * vtype_sizes[kv->arr_type];
     switch (kv->arr_type) {
-    case GGUF_U8: case GGUF_BOOL: return p[0];
+    case GGUF_U8:
+    case GGUF_BOOL: return p[0];
     case GGUF_I8: return (int8_t)p[0];
     case GGUF_U16: return pl_load_u16(p);
     case GGUF_I16: return (int16_t)pl_load_u16(p);

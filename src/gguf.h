@@ -21,16 +21,40 @@
 
 /* Metadata value types. */
 enum gguf_vtype {
-    GGUF_U8 = 0, GGUF_I8 = 1, GGUF_U16 = 2, GGUF_I16 = 3, GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6,
-    GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_U64 = 10, GGUF_I64 = 11, GGUF_F64 = 12,
+    GGUF_U8 = 0,
+    GGUF_I8 = 1,
+    GGUF_U16 = 2,
+    GGUF_I16 = 3,
+    GGUF_U32 = 4,
+    GGUF_I32 = 5,
+    GGUF_F32 = 6,
+    GGUF_BOOL = 7,
+    GGUF_STRING = 8,
+    GGUF_ARRAY = 9,
+    GGUF_U64 = 10,
+    GGUF_I64 = 11,
+    GGUF_F64 = 12,
     GGUF_VTYPE_COUNT
 };
 
 /* ggml tensor types (numbering fixed by the GGUF format). */
 enum ggml_type {
-    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
-    GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13,
-    GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_BF16 = 30, GGML_TYPE_COUNT = 40
+    GGML_F32 = 0,
+    GGML_F16 = 1,
+    GGML_Q4_0 = 2,
+    GGML_Q4_1 = 3,
+    GGML_Q5_0 = 6,
+    GGML_Q5_1 = 7,
+    GGML_Q8_0 = 8,
+    GGML_Q8_1 = 9,
+    GGML_Q2_K = 10,
+    GGML_Q3_K = 11,
+    GGML_Q4_K = 12,
+    GGML_Q5_K = 13,
+    GGML_Q6_K = 14,
+    GGML_Q8_K = 15,
+    GGML_BF16 = 30,
+    GGML_TYPE_COUNT = 40
 };
 
 /* A string inside the file: not NUL-terminated, may hold any bytes. */
@@ -49,21 +73,21 @@ typedef struct gguf_kv {
         double f64;   /* F32 and F64, widened */
         gguf_str str;
     } v;
-    uint32_t arr_type;      /* element type when type == GGUF_ARRAY */
-    uint64_t arr_n;         /* element count when type == GGUF_ARRAY */
+    uint32_t arr_type;       /* element type when type == GGUF_ARRAY */
+    uint64_t arr_n;          /* element count when type == GGUF_ARRAY */
     const uint8_t *arr_data; /* numeric arrays: arr_n packed LE elements (unaligned) */
-    gguf_str *arr_strs;     /* string arrays: arr_n strings, owned by the gguf_file */
+    gguf_str *arr_strs;      /* string arrays: arr_n strings, owned by the gguf_file */
 } gguf_kv;
 
 /* One tensor description, validated against the data section. */
 typedef struct gguf_tensor {
-    char *name;        /* NUL-terminated copy, owned by the gguf_file */
-    uint32_t n_dims;   /* 1..4 */
-    int64_t ne[4];     /* elements per dimension, ne[0] = row length; unused dims = 1 */
-    uint32_t type;     /* enum ggml_type */
-    uint64_t offset;   /* from the start of the data section, aligned */
-    uint64_t nbytes;   /* exact size of the data */
-    const void *data;  /* borrowed pointer into the mapping */
+    char *name;       /* NUL-terminated copy, owned by the gguf_file */
+    uint32_t n_dims;  /* 1..4 */
+    int64_t ne[4];    /* elements per dimension, ne[0] = row length; unused dims = 1 */
+    uint32_t type;    /* enum ggml_type */
+    uint64_t offset;  /* from the start of the data section, aligned */
+    uint64_t nbytes;  /* exact size of the data */
+    const void *data; /* borrowed pointer into the mapping */
 } gguf_tensor;
 
 typedef struct gguf_file gguf_file;

@@ -18,19 +18,19 @@ typedef struct wtensor {
 
 struct gguf_writer {
     FILE *fp;
-    char *path;        /* owned copy, for removal on failure */
-    uint8_t *meta;     /* serialized key/values, owned */
+    char *path;    /* owned copy, for removal on failure */
+    uint8_t *meta; /* serialized key/values, owned */
     size_t meta_len, meta_cap;
     uint64_t n_kv;
-    uint8_t *infos;    /* serialized tensor infos, owned */
+    uint8_t *infos; /* serialized tensor infos, owned */
     size_t infos_len, infos_cap;
-    wtensor *tensors;  /* owned */
+    wtensor *tensors; /* owned */
     uint64_t n_tensors, tensors_cap;
     uint64_t data_end; /* next free data offset (aligned) */
     uint64_t cur;      /* tensor being written */
     uint64_t cur_done; /* bytes of it written */
     bool header_done, finished, failed;
-    pl_err *err;       /* borrowed from create; must outlive the writer */
+    pl_err *err; /* borrowed from create; must outlive the writer */
 };
 
 static int wfail(gguf_writer *w, int code, const char *msg) {
@@ -125,7 +125,10 @@ static int put_scalar(gguf_writer *w, uint32_t type, uint64_t u, int64_t i, doub
         break;
     }
     case GGUF_F64: memcpy(b, &f, 8); break;
-    case GGUF_I8: case GGUF_I16: case GGUF_I32: case GGUF_I64: memcpy(b, &i, 8); break;
+    case GGUF_I8:
+    case GGUF_I16:
+    case GGUF_I32:
+    case GGUF_I64: memcpy(b, &i, 8); break;
     default: memcpy(b, &u, 8); break;
     }
     return meta(w, b, scalar_size[type]);

@@ -20,7 +20,7 @@ int gguf_writer_create(const char *path, gguf_writer **out, pl_err *err);
 void gguf_writer_free(gguf_writer *w);
 
 /* Metadata, in order. Keys are copied. */
-int gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv);   /* copy of a reader's entry */
+int gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv); /* copy of a reader's entry */
 int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t v);
 int gguf_writer_add_f32(gguf_writer *w, const char *key, float v);
 int gguf_writer_add_bool(gguf_writer *w, const char *key, bool v);

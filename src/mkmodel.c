@@ -37,8 +37,8 @@ typedef struct mk_preset {
 } mk_preset;
 
 static const mk_preset k_presets[] = {
-    {"smollm2-135m", "ggml-vocab-starcoder.gguf", "SmolLM2-135M shape (random)", PL_MK_LLAMA, 576, 30, 9, 3, 1536,
-     8192, 1e5f, 1e-5f, true},
+    {"smollm2-135m", "ggml-vocab-starcoder.gguf", "SmolLM2-135M shape (random)", PL_MK_LLAMA, 576, 30, 9, 3, 1536, 8192,
+     1e5f, 1e-5f, true},
     {"qwen2.5-0.5b", "ggml-vocab-qwen2.gguf", "Qwen2.5-0.5B shape (random)", PL_MK_QWEN2, 896, 24, 14, 2, 4864, 32768,
      1e6f, 1e-6f, true},
     {"llama3-8b", "ggml-vocab-llama-bpe.gguf", "Llama-3-8B shape (random)", PL_MK_LLAMA, 4096, 32, 32, 8, 14336, 8192,
@@ -64,7 +64,7 @@ static const char *const k_ftype_names[PL_MK_FTYPE_COUNT] = {"F16", "BF16", "Q8_
 /* general.file_type values (llama.cpp's llama_ftype). */
 static const uint32_t k_ftype_file_type[PL_MK_FTYPE_COUNT] = {1, 32, 7, 2, 15, 17, 18};
 /* Base weight type of each mixture. */
-static const uint32_t k_ftype_base[PL_MK_FTYPE_COUNT] = {GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0,
+static const uint32_t k_ftype_base[PL_MK_FTYPE_COUNT] = {GGML_F16,  GGML_BF16, GGML_Q8_0, GGML_Q4_0,
                                                          GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
 
 bool pl_mk_ftype_parse(const char *s, pl_mk_ftype *out) {
@@ -95,8 +95,10 @@ uint32_t pl_mk_weight_type(pl_mk_ftype ftype, const char *tensor, int i_layer, i
     const bool more_mix = ftype == PL_MK_Q4_K_M || ftype == PL_MK_Q5_K_M;
     if (output || (tied && embd)) {
         /* the output matrix (or the tied embedding standing in for it) */
-        if (ne0 % ggml_blck_size(t) != 0) t = GGML_Q8_0;
-        else if (t != GGML_Q8_0) t = GGML_Q6_K;
+        if (ne0 % ggml_blck_size(t) != 0)
+            t = GGML_Q8_0;
+        else if (t != GGML_Q8_0)
+            t = GGML_Q6_K;
     } else if (embd) {
         /* untied token embedding: the base type */
     } else if (strcmp(tensor, "attn_v.weight") == 0 || strcmp(tensor, "ffn_down.weight") == 0) {
@@ -189,8 +191,10 @@ static int plan_add(mk_plan *pl, const pl_mkmodel_params *p, int layer, const ch
     }
     mk_tensor *t = &pl->t[pl->n++];
     memset(t, 0, sizeof *t);
-    if (layer >= 0) snprintf(t->name, sizeof t->name, "blk.%d.%s", layer, suffix);
-    else snprintf(t->name, sizeof t->name, "%s", suffix);
+    if (layer >= 0)
+        snprintf(t->name, sizeof t->name, "blk.%d.%s", layer, suffix);
+    else
+        snprintf(t->name, sizeof t->name, "%s", suffix);
     t->n_dims = ne1 > 0 ? 2 : 1;
     t->ne[0] = ne0, t->ne[1] = ne1 > 0 ? ne1 : 1;
     t->init = init;
@@ -249,22 +253,26 @@ static void gen_rows(void *arg, int ith, int nth) {
         rng g;
         rng_init(&g, j->seed, j->tensor_idx, (uint64_t)r);
         rng_gauss(&g, row, ne0, mean, sd);
-        const int rc = pl_quantize_row(j->t->type, row, j->out + (size_t)(r - j->r0) * j->row_bytes, ne0, &j->errs[slot]);
+        const int rc =
+            pl_quantize_row(j->t->type, row, j->out + (size_t)(r - j->r0) * j->row_bytes, ne0, &j->errs[slot]);
         if (rc && !j->rc[slot]) j->rc[slot] = rc;
     }
 }
 
 static int validate(const pl_mkmodel_params *p, pl_err *err) {
-    if (!p->out_path || !p->vocab_path) return pl_fail(err, PL_ERR_ARG, "mkmodel: output and vocabulary paths are required");
-    if (p->arch != PL_MK_LLAMA && p->arch != PL_MK_QWEN2) return pl_fail(err, PL_ERR_ARG, "mkmodel: unknown architecture");
+    if (!p->out_path || !p->vocab_path)
+        return pl_fail(err, PL_ERR_ARG, "mkmodel: output and vocabulary paths are required");
+    if (p->arch != PL_MK_LLAMA && p->arch != PL_MK_QWEN2)
+        return pl_fail(err, PL_ERR_ARG, "mkmodel: unknown architecture");
     if ((unsigned)p->ftype >= PL_MK_FTYPE_COUNT) return pl_fail(err, PL_ERR_ARG, "mkmodel: unknown weight type");
     if (p->n_embd <= 0 || p->n_embd > MAX_DIM || p->n_ff <= 0 || p->n_ff > MAX_DIM || p->n_layer <= 0 ||
         p->n_layer > MAX_LAYERS || p->n_head <= 0 || p->n_head_kv <= 0 || p->n_ctx_train <= 0)
         return pl_fail(err, PL_ERR_ARG, "mkmodel: dimensions must be positive (n_embd, n_ff <= %d, n_layer <= %d)",
                        MAX_DIM, MAX_LAYERS);
     if (p->n_embd % p->n_head || p->n_head % p->n_head_kv)
-        return pl_fail(err, PL_ERR_ARG, "mkmodel: n_embd %d must be a multiple of n_head %d, and n_head of n_head_kv %d",
-                       p->n_embd, p->n_head, p->n_head_kv);
+        return pl_fail(err, PL_ERR_ARG,
+                       "mkmodel: n_embd %d must be a multiple of n_head %d, and n_head of n_head_kv %d", p->n_embd,
+                       p->n_head, p->n_head_kv);
     const int32_t hd = p->n_embd / p->n_head;
     if (hd % 2 || hd > 1024) return pl_fail(err, PL_ERR_ARG, "mkmodel: head dimension %d must be even and <= 1024", hd);
     if (!(p->rope_theta > 0) || !isfinite(p->rope_theta) || !(p->rms_eps > 0) || !isfinite(p->rms_eps))

@@ -43,20 +43,20 @@ typedef struct pl_mkmodel_params {
     const char *vocab_path; /* GGUF whose tokenizer.* metadata is copied */
     const char *name;       /* general.name; NULL = "random-<arch>" */
     pl_mk_arch arch;
-    int32_t n_embd;         /* hidden size, a multiple of 32 and of n_head */
-    int32_t n_layer;        /* transformer blocks, >= 1 */
-    int32_t n_head;         /* query heads */
-    int32_t n_head_kv;      /* key/value heads, divides n_head */
-    int32_t n_ff;           /* feed-forward size, a multiple of 32 */
-    int32_t n_ctx_train;    /* <arch>.context_length */
-    float rope_theta;       /* <arch>.rope.freq_base */
-    float rms_eps;          /* <arch>.attention.layer_norm_rms_epsilon */
-    bool tied;              /* true: no output.weight (the token embedding is reused) */
-    pl_mk_ftype ftype;      /* weight type mixture */
-    uint64_t seed;          /* PRNG seed */
-    int n_threads;          /* generation / quantization threads (<= 0: 1) */
+    int32_t n_embd;                  /* hidden size, a multiple of 32 and of n_head */
+    int32_t n_layer;                 /* transformer blocks, >= 1 */
+    int32_t n_head;                  /* query heads */
+    int32_t n_head_kv;               /* key/value heads, divides n_head */
+    int32_t n_ff;                    /* feed-forward size, a multiple of 32 */
+    int32_t n_ctx_train;             /* <arch>.context_length */
+    float rope_theta;                /* <arch>.rope.freq_base */
+    float rms_eps;                   /* <arch>.attention.layer_norm_rms_epsilon */
+    bool tied;                       /* true: no output.weight (the token embedding is reused) */
+    pl_mk_ftype ftype;               /* weight type mixture */
+    uint64_t seed;                   /* PRNG seed */
+    int n_threads;                   /* generation / quantization threads (<= 0: 1) */
     pl_mkmodel_progress_fn progress; /* optional */
-    void *progress_ud;      /* passed to progress */
+    void *progress_ud;               /* passed to progress */
 } pl_mkmodel_params;
 
 /* Fills the shape fields of *p (arch, dimensions, context length, rope

@@ -45,7 +45,8 @@ static int get_hp_f32(const gguf_file *f, const char *arch, const char *suffix, 
     int rc = gguf_get_f32(f, key, out, err);
     if (rc == PL_ERR_ARG) return PL_OK;
     if (rc) return rc;
-    if (!isfinite(*out) || *out <= 0) return pl_fail(err, PL_ERR_FORMAT, "model metadata %s = %g is invalid", key, *out);
+    if (!isfinite(*out) || *out <= 0)
+        return pl_fail(err, PL_ERR_FORMAT, "model metadata %s = %g is invalid", key, *out);
     return PL_OK;
 }
 
@@ -83,8 +84,8 @@ static int read_hparams(pl_model *m, pl_err *err) {
     hp->n_rot = hp->head_dim;
     if ((rc = get_hp_i32(f, a, "rope.dimension_count", false, &hp->n_rot, err))) return rc;
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
-        return pl_fail(err, PL_ERR_FORMAT, "rope.dimension_count %d is odd or exceeds the head dimension %d",
-                       hp->n_rot, hp->head_dim);
+        return pl_fail(err, PL_ERR_FORMAT, "rope.dimension_count %d is odd or exceeds the head dimension %d", hp->n_rot,
+                       hp->head_dim);
     hp->rope_base = 10000.0f;
     hp->rms_eps = 1e-5f;
     hp->rope_scale = 1.0f;
@@ -110,8 +111,8 @@ static int read_hparams(pl_model *m, pl_err *err) {
 
 /* Binds tensor `name`, checking its shape [ne0, ne1] (ne1 = 1: a vector)
  * and that its type is one we compute with. */
-static int bind(pl_model *m, const char *name, int64_t ne0, int64_t ne1, bool required, bool vector_f32,
-                pl_weight *w, pl_err *err) {
+static int bind(pl_model *m, const char *name, int64_t ne0, int64_t ne1, bool required, bool vector_f32, pl_weight *w,
+                pl_err *err) {
     memset(w, 0, sizeof *w);
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
     if (!t) return required ? pl_fail(err, PL_ERR_FORMAT, "model lacks tensor %s", name) : PL_OK;
@@ -156,10 +157,19 @@ static int bind_weights(pl_model *m, pl_err *err) {
     for (int32_t i = 0; i < hp->n_layer; i++) {
         pl_layer *l = &m->layers[i];
         char n[13][64];
-        static const char *const suffix[13] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
-                                               "attn_output.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
-                                               "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
-                                               "ffn_down.weight", ""};
+        static const char *const suffix[13] = {"attn_norm.weight",
+                                               "attn_q.weight",
+                                               "attn_k.weight",
+                                               "attn_v.weight",
+                                               "attn_output.weight",
+                                               "attn_q.bias",
+                                               "attn_k.bias",
+                                               "attn_v.bias",
+                                               "ffn_norm.weight",
+                                               "ffn_gate.weight",
+                                               "ffn_up.weight",
+                                               "ffn_down.weight",
+                                               ""};
         for (int k = 0; k < 12; k++) snprintf(n[k], sizeof n[k], "blk.%d.%s", i, suffix[k]);
         if ((rc = bind(m, n[0], E, 1, true, true, &l->attn_norm, err)) ||
             (rc = bind(m, n[1], E, Q, true, false, &l->wq, err)) ||
@@ -211,8 +221,10 @@ static int model_open(const char *path, int vocab_only, pl_model **out, pl_err *
         *out = m;
         return PL_OK;
     }
-    if (strcmp(m->arch_name, "llama") == 0) m->hp.arch = PL_ARCH_LLAMA;
-    else if (strcmp(m->arch_name, "qwen2") == 0) m->hp.arch = PL_ARCH_QWEN2;
+    if (strcmp(m->arch_name, "llama") == 0)
+        m->hp.arch = PL_ARCH_LLAMA;
+    else if (strcmp(m->arch_name, "qwen2") == 0)
+        m->hp.arch = PL_ARCH_QWEN2;
     else {
         rc = pl_fail(err, PL_ERR_UNSUPPORTED, "architecture '%s' is not supported (llama, qwen2 are)", m->arch_name);
         goto fail;
@@ -257,6 +269,4 @@ int pl_token_to_piece(const pl_model *m, int32_t id, char *buf, size_t cap) {
     return vocab_token_to_piece(m->vocab, id, buf, cap);
 }
 
-int32_t pl_text_to_id(const pl_model *m, const char *text, size_t len) {
-    return vocab_text_to_id(m->vocab, text, len);
-}
+int32_t pl_text_to_id(const pl_model *m, const char *text, size_t len) { return vocab_text_to_id(m->vocab, text, len); }

@@ -20,10 +20,10 @@ typedef struct pl_weight {
 } pl_weight;
 
 typedef struct pl_layer {
-    pl_weight attn_norm;           /* [n_embd] F32 */
-    pl_weight wq, wk, wv, wo;      /* [n_embd -> n_head*head_dim], [.. -> kv_dim] x2, [n_head*head_dim -> n_embd] */
-    pl_weight bq, bk, bv;          /* qwen2 biases (F32), data NULL for llama */
-    pl_weight ffn_norm;            /* [n_embd] F32 */
+    pl_weight attn_norm;            /* [n_embd] F32 */
+    pl_weight wq, wk, wv, wo;       /* [n_embd -> n_head*head_dim], [.. -> kv_dim] x2, [n_head*head_dim -> n_embd] */
+    pl_weight bq, bk, bv;           /* qwen2 biases (F32), data NULL for llama */
+    pl_weight ffn_norm;             /* [n_embd] F32 */
     pl_weight w_gate, w_up, w_down; /* [n_embd -> n_ff] x2, [n_ff -> n_embd] */
 } pl_layer;
 
@@ -35,20 +35,20 @@ typedef struct pl_hparams {
     int32_t n_ctx_train; /* context length the model was trained with */
     int32_t n_embd;      /* residual width */
     int32_t n_layer;
-    int32_t n_head;      /* query heads */
-    int32_t n_head_kv;   /* key/value heads (GQA when < n_head) */
-    int32_t head_dim;    /* values per head (key_length == value_length) */
-    int32_t n_ff;        /* feed-forward width */
-    int32_t n_rot;       /* rotated dims per head (rope.dimension_count) */
-    float rope_base;     /* rope.freq_base */
-    float rope_scale;    /* position multiplier (1 / linear scaling factor) */
+    int32_t n_head;    /* query heads */
+    int32_t n_head_kv; /* key/value heads (GQA when < n_head) */
+    int32_t head_dim;  /* values per head (key_length == value_length) */
+    int32_t n_ff;      /* feed-forward width */
+    int32_t n_rot;     /* rotated dims per head (rope.dimension_count) */
+    float rope_base;   /* rope.freq_base */
+    float rope_scale;  /* position multiplier (1 / linear scaling factor) */
     float rms_eps;
-    bool rope_neox;      /* true: rotate halves (qwen2); false: adjacent pairs (llama) */
+    bool rope_neox; /* true: rotate halves (qwen2); false: adjacent pairs (llama) */
 } pl_hparams;
 
 struct pl_model {
-    gguf_file *gguf;  /* owned: the mapping every weight borrows from */
-    pl_vocab *vocab;  /* owned */
+    gguf_file *gguf; /* owned: the mapping every weight borrows from */
+    pl_vocab *vocab; /* owned */
     pl_hparams hp;
     bool vocab_only;
     pl_weight tok_embd;    /* [n_embd, n_vocab] */

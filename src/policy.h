@@ -49,10 +49,10 @@ typedef enum { PL_DECISION_ALLOW = 0, PL_DECISION_WARN = 1, PL_DECISION_DENY = 2
 /* Probe wording and thresholds of one action class (inherited from the
  * policy's top level where the class does not set them). */
 typedef struct pl_policy_class {
-    char *name;          /* owned, e.g. "exec" */
-    char *question;      /* owned, never NULL after load (inherited) */
-    double alpha;        /* calibration strength */
-    double deny, warn;   /* thresholds on calibrated P(positive) */
+    char *name;        /* owned, e.g. "exec" */
+    char *question;    /* owned, never NULL after load (inherited) */
+    double alpha;      /* calibration strength */
+    double deny, warn; /* thresholds on calibrated P(positive) */
 } pl_policy_class;
 
 typedef struct pl_policy_rule {
@@ -65,15 +65,15 @@ typedef struct pl_policy_rule {
 } pl_policy_rule;
 
 typedef struct pl_policy {
-    char *path;            /* owned, as given to load ("<memory>" for buffers) */
-    char *template_name;   /* owned, "auto" by default */
-    char *system;          /* owned, may be "" */
-    char *answer_prefix;   /* owned, may be "" */
+    char *path;                         /* owned, as given to load ("<memory>" for buffers) */
+    char *template_name;                /* owned, "auto" by default */
+    char *system;                       /* owned, may be "" */
+    char *answer_prefix;                /* owned, may be "" */
     char *labels[PL_POLICY_MAX_LABELS]; /* owned, n_labels >= 2 */
     int n_labels;
-    char **content_free;   /* owned array of owned strings */
-    int n_content_free;    /* default 7 */
-    char *default_class;   /* owned; a name present in classes */
+    char **content_free;      /* owned array of owned strings */
+    int n_content_free;       /* default 7 */
+    char *default_class;      /* owned; a name present in classes */
     pl_policy_class *classes; /* owned, n_classes >= 1 (a "default" class when none given) */
     int n_classes;
     pl_policy_rule *rules; /* owned */

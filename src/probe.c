@@ -40,24 +40,24 @@ typedef struct label_set {
 } label_set;
 
 struct pl_probe {
-    pl_session *session;     /* borrowed */
-    const pl_model *model;   /* borrowed */
+    pl_session *session;   /* borrowed */
+    const pl_model *model; /* borrowed */
     pl_template_kind kind;
     char *system, *action_prefix, *answer_prefix; /* owned copies */
-    char **questions;        /* owned, n_questions */
+    char **questions;                             /* owned, n_questions */
     int n_questions;
-    char **labels;           /* owned, n_labels */
+    char **labels; /* owned, n_labels */
     int n_labels;
-    char **content_free;     /* owned, n_content_free */
+    char **content_free; /* owned, n_content_free */
     int n_content_free;
     int multi_token;
     double alpha;
-    pl_str prefix_text;      /* rendered prefix */
-    int32_t *prefix_ids;     /* owned, n_prefix */
+    pl_str prefix_text;  /* rendered prefix */
+    int32_t *prefix_ids; /* owned, n_prefix */
     int32_t n_prefix;
     pl_kv_state *prefix_state; /* checkpoint after the prefix, owned */
-    label_set *sets;         /* owned, one per question */
-    uint64_t params_hash;    /* identity of everything the prefix and calibration depend on */
+    label_set *sets;           /* owned, one per question */
+    uint64_t params_hash;      /* identity of everything the prefix and calibration depend on */
     char errmsg[512];
 };
 
@@ -101,7 +101,8 @@ static int tokenize(const pl_probe *p, const char *text, size_t len, int flags, 
     size_t need = 0;
     *ids = NULL;
     int rc = vocab_tokenize(p->model->vocab, text, len, flags, NULL, 0, &need, NULL);
-    if (rc != PL_OK && rc != PL_ERR_RANGE) return vocab_tokenize(p->model->vocab, text, len, flags, NULL, 0, &need, err);
+    if (rc != PL_OK && rc != PL_ERR_RANGE)
+        return vocab_tokenize(p->model->vocab, text, len, flags, NULL, 0, &need, err);
     *ids = malloc((need ? need : 1) * sizeof(int32_t));
     if (!*ids) return pl_fail(err, PL_ERR_NOMEM, "out of memory");
     rc = vocab_tokenize(p->model->vocab, text, len, flags, *ids, need, n, err);
@@ -247,11 +248,15 @@ static void finish_result(const pl_probe *p, const label_set *ls, pl_probe_resul
     } else {
         double t1 = -INFINITY, t2 = -INFINITY, c1 = -INFINITY, c2 = -INFINITY;
         for (int k = 0; k < n; k++) {
-            if (r->logits[k] > t1) t2 = t1, t1 = r->logits[k];
-            else if (r->logits[k] > t2) t2 = r->logits[k];
+            if (r->logits[k] > t1)
+                t2 = t1, t1 = r->logits[k];
+            else if (r->logits[k] > t2)
+                t2 = r->logits[k];
             const double c = safe_log(r->calibrated_probs[k]);
-            if (c > c1) c2 = c1, c1 = c;
-            else if (c > c2) c2 = c;
+            if (c > c1)
+                c2 = c1, c1 = c;
+            else if (c > c2)
+                c2 = c;
         }
         r->margin = t1 - t2;
         r->calibrated_margin = c1 - c2;
@@ -270,7 +275,8 @@ static double log_prob(const float *row, int32_t n_vocab, int32_t id) {
 
 /* Runs n actions (already tokenized) against the prefix; fills raw logits.
  * Splits into groups that fit the context. */
-static int run_raw(pl_probe *p, const label_set *ls, int32_t **ids, const size_t *n_ids, size_t n, pl_probe_result *out) {
+static int run_raw(pl_probe *p, const label_set *ls, int32_t **ids, const size_t *n_ids, size_t n,
+                   pl_probe_result *out) {
     pl_session *s = p->session;
     int rc = pl_session_restore(s, p->prefix_state);
     if (rc) return pfail(p, rc, "restoring the prefix: %s", pl_session_errmsg(s));
@@ -346,7 +352,8 @@ static int run_raw(pl_probe *p, const label_set *ls, int32_t **ids, const size_t
                     continue;
                 }
                 double lp = 0.0;
-                for (int j = 0; j < ls->n_ids[k]; j++, row++) lp += log_prob(logits + row * row_len, n_vocab, ls->ids[k][j]);
+                for (int j = 0; j < ls->n_ids[k]; j++, row++)
+                    lp += log_prob(logits + row * row_len, n_vocab, ls->ids[k][j]);
                 r->logits[k] = lp;
             }
             if (!ls->multi) row++;
@@ -371,7 +378,8 @@ static int probe_many(pl_probe *p, int question, const char *const *actions, con
     char ebuf[256] = "";
     pl_err err = {ebuf, sizeof ebuf};
     for (size_t a = 0; a < n && !rc; a++) {
-        if (!actions[a] && lens[a]) rc = pfail(p, PL_ERR_ARG, "action %zu is NULL", a);
+        if (!actions[a] && lens[a])
+            rc = pfail(p, PL_ERR_ARG, "action %zu is NULL", a);
         else if ((rc = suffix_ids(p, question, actions[a] ? actions[a] : "", lens[a], &ids[a], &n_ids[a], &err)))
             pfail(p, rc, "action %zu: %s", a, ebuf);
     }
@@ -441,10 +449,11 @@ static int probe_setup(pl_session *s, const pl_probe_params *pp, pl_probe **out,
     p->model = m;
     int rc = PL_OK;
     const char *tn = pp->template_name;
-    if (!tn || !strcmp(tn, "auto")) p->kind = template_detect(m->chat_template);
+    if (!tn || !strcmp(tn, "auto"))
+        p->kind = template_detect(m->chat_template);
     else if (template_from_name(tn, &p->kind)) {
-        rc = pl_fail(err, PL_ERR_ARG, "unknown template '%s' (auto, none, plain, chatml, llama3, llama2, mistral, phi3)",
-                     tn);
+        rc = pl_fail(err, PL_ERR_ARG,
+                     "unknown template '%s' (auto, none, plain, chatml, llama3, llama2, mistral, phi3)", tn);
         goto fail;
     }
     const int n_labels = pp->labels ? pp->n_labels : 2;
@@ -615,7 +624,8 @@ int32_t pl_probe_prefix_tokens(const pl_probe *p) { return p->n_prefix; }
 char *pl_probe_render(const pl_probe *p, int question, const char *action) {
     if (!p || !action || question < 0 || question >= p->n_questions) return NULL;
     pl_str user = {0}, pre = {0}, suf = {0};
-    int rc = p->kind == PL_TMPL_NONE ? str_appendz(&user, action) : render_user(p, question, action, strlen(action), &user);
+    int rc =
+        p->kind == PL_TMPL_NONE ? str_appendz(&user, action) : render_user(p, question, action, strlen(action), &user);
     if (!rc) rc = template_render(p->kind, p->system, user.ptr ? user.ptr : "", p->answer_prefix, &pre, &suf);
     if (!rc) rc = str_append(&pre, suf.ptr ? suf.ptr : "", suf.len);
     str_free(&user);

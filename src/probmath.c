@@ -10,8 +10,10 @@ int pl_softmax(const double *logits, int n, double *probs, double *lse) {
     double mx = -INFINITY;
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        if (isnan(logits[i]) || logits[i] == INFINITY) bad = 1;
-        else if (logits[i] > mx) mx = logits[i];
+        if (isnan(logits[i]) || logits[i] == INFINITY)
+            bad = 1;
+        else if (logits[i] > mx)
+            mx = logits[i];
     }
     if (bad || mx == -INFINITY) { /* NaN, +inf, or every value -inf */
         for (int i = 0; i < n; i++) probs[i] = 1.0 / n;

@@ -72,8 +72,8 @@ uint16_t pl_f32_to_fp16(float f) {
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((a >> 13) & 0x3ff));
     if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* >= 65520 rounds to inf */
-    if (a < 0x38800000u) {                                   /* below 2^-14: half subnormal */
-        if (a < 0x33000000u) return sign;                    /* <= 2^-25 rounds to zero */
+    if (a < 0x38800000u) {                                  /* below 2^-14: half subnormal */
+        if (a < 0x33000000u) return sign;                   /* <= 2^-25 rounds to zero */
         uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
         uint32_t s = 126 - e; /* 14..24: m * 2^(e-150) / 2^-24 = m >> s */
         uint32_t r = m >> s, rem = m & ((1u << s) - 1), half = 1u << (s - 1);
@@ -325,8 +325,10 @@ static void matmul_scalar(pl_to_float_fn to_float, const void *W, uint32_t type,
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)W + (size_t)r * rs;
         const float *w = scratch;
-        if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w = (const float *)(const void *)row;
-        else to_float(row, scratch, n);
+        if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0)
+            w = (const float *)(const void *)row;
+        else
+            to_float(row, scratch, n);
         for (int64_t t = 0; t < nt; t++) y[t * ys + r] = matmul_dot_ref(w, x + t * xs, n);
     }
 }
@@ -367,8 +369,14 @@ static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, 
 
 bool pl_q8_supported(uint32_t type) {
     switch (type) {
-    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0:
-    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return true;
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0:
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K: return true;
     default: return false;
     }
 }
@@ -385,7 +393,8 @@ static void q8_block_ref(uint32_t type, const uint8_t *row, int64_t b, int32_t w
         for (int i = 0; i < 32; i++) w[i] = x->qs[i];
         break;
     }
-    case GGML_Q4_0: case GGML_Q4_1: {
+    case GGML_Q4_0:
+    case GGML_Q4_1: {
         const uint8_t *qs;
         if (type == GGML_Q4_0) {
             const pl_block_q4_0 *x = (const pl_block_q4_0 *)(const void *)row + b;
@@ -398,7 +407,8 @@ static void q8_block_ref(uint32_t type, const uint8_t *row, int64_t b, int32_t w
         for (int i = 0; i < 16; i++) w[i] = (qs[i] & 0xF) - off, w[i + 16] = (qs[i] >> 4) - off;
         break;
     }
-    case GGML_Q5_0: case GGML_Q5_1: {
+    case GGML_Q5_0:
+    case GGML_Q5_1: {
         const uint8_t *qs, *qhp;
         if (type == GGML_Q5_0) {
             const pl_block_q5_0 *x = (const pl_block_q5_0 *)(const void *)row + b;
@@ -415,7 +425,8 @@ static void q8_block_ref(uint32_t type, const uint8_t *row, int64_t b, int32_t w
         }
         break;
     }
-    case GGML_Q4_K: case GGML_Q5_K: {
+    case GGML_Q4_K:
+    case GGML_Q5_K: {
         const int64_t sb = b / 8;
         const int j = (int)(b % 8);
         const uint8_t *scales, *qs, *qh = NULL;
@@ -450,7 +461,10 @@ static void q8_block_ref(uint32_t type, const uint8_t *row, int64_t b, int32_t w
         }
         break;
     }
-    default: *dw = __builtin_nanf(""); for (int i = 0; i < 32; i++) w[i] = 0; break;
+    default:
+        *dw = __builtin_nanf("");
+        for (int i = 0; i < 32; i++) w[i] = 0;
+        break;
     }
 }
 
@@ -539,11 +553,10 @@ void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, 
 
 /* ---- kernel tables and CPU detection -------------------------------------- */
 
-#define REF_TABLE                                                                                          \
-    [GGML_F32] = to_float_f32, [GGML_F16] = to_float_f16, [GGML_BF16] = to_float_bf16,                     \
-    [GGML_Q4_0] = to_float_q4_0, [GGML_Q4_1] = to_float_q4_1, [GGML_Q5_0] = to_float_q5_0,                 \
-    [GGML_Q5_1] = to_float_q5_1, [GGML_Q8_0] = to_float_q8_0, [GGML_Q4_K] = to_float_q4_k,                 \
-    [GGML_Q5_K] = to_float_q5_k, [GGML_Q6_K] = to_float_q6_k
+#define REF_TABLE                                                                                                      \
+    [GGML_F32] = to_float_f32, [GGML_F16] = to_float_f16, [GGML_BF16] = to_float_bf16, [GGML_Q4_0] = to_float_q4_0,    \
+    [GGML_Q4_1] = to_float_q4_1, [GGML_Q5_0] = to_float_q5_0, [GGML_Q5_1] = to_float_q5_1,                             \
+    [GGML_Q8_0] = to_float_q8_0, [GGML_Q4_K] = to_float_q4_k, [GGML_Q5_K] = to_float_q5_k, [GGML_Q6_K] = to_float_q6_k
 
 static const pl_kernels k_scalar = {
     .isa = "scalar",
@@ -562,17 +575,11 @@ static const pl_kernels k_scalar = {
 static const pl_kernels k_avx2 = {
     .isa = "avx2",
     .dot = pl_dot_avx2,
-    .to_float = {REF_TABLE,
-                 [GGML_F16] = pl_to_float_f16_avx2,
-                 [GGML_BF16] = pl_to_float_bf16_avx2,
-                 [GGML_Q4_0] = pl_to_float_q4_0_avx2,
-                 [GGML_Q4_1] = pl_to_float_q4_1_avx2,
-                 [GGML_Q5_0] = pl_to_float_q5_0_avx2,
-                 [GGML_Q5_1] = pl_to_float_q5_1_avx2,
-                 [GGML_Q8_0] = pl_to_float_q8_0_avx2,
-                 [GGML_Q4_K] = pl_to_float_q4_k_avx2,
-                 [GGML_Q5_K] = pl_to_float_q5_k_avx2,
-                 [GGML_Q6_K] = pl_to_float_q6_k_avx2},
+    .to_float =
+        {REF_TABLE, [GGML_F16] = pl_to_float_f16_avx2, [GGML_BF16] = pl_to_float_bf16_avx2,
+         [GGML_Q4_0] = pl_to_float_q4_0_avx2, [GGML_Q4_1] = pl_to_float_q4_1_avx2, [GGML_Q5_0] = pl_to_float_q5_0_avx2,
+         [GGML_Q5_1] = pl_to_float_q5_1_avx2, [GGML_Q8_0] = pl_to_float_q8_0_avx2, [GGML_Q4_K] = pl_to_float_q4_k_avx2,
+         [GGML_Q5_K] = pl_to_float_q5_k_avx2, [GGML_Q6_K] = pl_to_float_q6_k_avx2},
     .matmul = pl_matmul_avx2,
     .attn = pl_attn_generic,
     .quant_act = quant_act_scalar, /* no AVX2 integer kernels: the references */
@@ -582,17 +589,11 @@ static const pl_kernels k_avx2 = {
 static const pl_kernels k_avx512 = {
     .isa = "avx512",
     .dot = pl_dot_avx512,
-    .to_float = {REF_TABLE,
-                 [GGML_F16] = pl_to_float_f16_avx512,
-                 [GGML_BF16] = pl_to_float_bf16_avx512,
-                 [GGML_Q4_0] = pl_to_float_q4_0_avx512,
-                 [GGML_Q4_1] = pl_to_float_q4_1_avx512,
-                 [GGML_Q5_0] = pl_to_float_q5_0_avx512,
-                 [GGML_Q5_1] = pl_to_float_q5_1_avx512,
-                 [GGML_Q8_0] = pl_to_float_q8_0_avx512,
-                 [GGML_Q4_K] = pl_to_float_q4_k_avx512,
-                 [GGML_Q5_K] = pl_to_float_q5_k_avx512,
-                 [GGML_Q6_K] = pl_to_float_q6_k_avx512},
+    .to_float = {REF_TABLE, [GGML_F16] = pl_to_float_f16_avx512, [GGML_BF16] = pl_to_float_bf16_avx512,
+                 [GGML_Q4_0] = pl_to_float_q4_0_avx512, [GGML_Q4_1] = pl_to_float_q4_1_avx512,
+                 [GGML_Q5_0] = pl_to_float_q5_0_avx512, [GGML_Q5_1] = pl_to_float_q5_1_avx512,
+                 [GGML_Q8_0] = pl_to_float_q8_0_avx512, [GGML_Q4_K] = pl_to_float_q4_k_avx512,
+                 [GGML_Q5_K] = pl_to_float_q5_k_avx512, [GGML_Q6_K] = pl_to_float_q6_k_avx512},
     .matmul = pl_matmul_avx512,
     .attn = pl_attn_avx512,
     .quant_act = pl_quant_act_avx512,
@@ -652,11 +653,16 @@ static pthread_once_t g_best_once = PTHREAD_ONCE_INIT;
 static void pick_best(void) {
     const char *cap = getenv("PL_ISA");
     int level = 2; /* 0 scalar, 1 avx2, 2 avx512 */
-    if (cap && !strcmp(cap, "scalar")) level = 0;
-    else if (cap && !strcmp(cap, "avx2")) level = 1;
-    if (level >= 2 && detect_cpu().avx512) g_best = &k_avx512;
-    else if (level >= 1 && detect_cpu().avx2) g_best = &k_avx2;
-    else g_best = &k_scalar;
+    if (cap && !strcmp(cap, "scalar"))
+        level = 0;
+    else if (cap && !strcmp(cap, "avx2"))
+        level = 1;
+    if (level >= 2 && detect_cpu().avx512)
+        g_best = &k_avx512;
+    else if (level >= 1 && detect_cpu().avx2)
+        g_best = &k_avx2;
+    else
+        g_best = &k_scalar;
 }
 
 const pl_kernels *pl_kernels_get(void) {

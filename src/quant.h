@@ -35,9 +35,9 @@ typedef void (*pl_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef float (*pl_dot_fn)(const float *a, const float *b, int64_t n);
 
 typedef struct pl_type_traits {
-    const char *name;          /* "Q4_K", ... */
-    uint32_t blck_size;        /* values per block */
-    uint32_t type_size;        /* bytes per block */
+    const char *name;            /* "Q4_K", ... */
+    uint32_t blck_size;          /* values per block */
+    uint32_t type_size;          /* bytes per block */
     pl_to_float_fn to_float_ref; /* scalar reference */
 } pl_type_traits;
 
@@ -47,9 +47,9 @@ const pl_type_traits *pl_type_traits_get(uint32_t type);
 /* Per-ISA matmul body behind pl_matmul_rows (arguments already checked):
  * rows r0..r1 of W (row_bytes apart, n_in values of `type`) times n_tok
  * activation vectors, in the canonical order documented at pl_matmul_rows. */
-typedef void (*pl_matmul_fn)(pl_to_float_fn to_float, const void *W, uint32_t type, size_t row_bytes, int64_t n_in, int64_t r0, int64_t r1,
-                             const float *x, int64_t x_stride, int64_t n_tok, float *y, int64_t y_stride,
-                             float *scratch);
+typedef void (*pl_matmul_fn)(pl_to_float_fn to_float, const void *W, uint32_t type, size_t row_bytes, int64_t n_in,
+                             int64_t r0, int64_t r1, const float *x, int64_t x_stride, int64_t n_tok, float *y,
+                             int64_t y_stride, float *scratch);
 
 /* Keys per block of the K cache layout. One key/value head's K cache is
  * slot-blocked: [n_blocks][hd][PL_KV_BLOCK] floats, so dimension d of the
@@ -142,13 +142,13 @@ void pl_matmul_rows_q8(const struct pl_kernels *k, const void *W, uint32_t type,
 
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
-    const char *isa;                  /* "avx512", "avx2" or "scalar" */
-    pl_dot_fn dot;                    /* float dot product (attention; its own order) */
-    pl_to_float_fn to_float[40];      /* per ggml type; NULL = unsupported */
-    pl_matmul_fn matmul;              /* the matmul body (see pl_matmul_rows) */
-    pl_attn_fn attn;                  /* attention of one GQA group (see pl_attn_fn) */
-    pl_quant_act_fn quant_act;        /* fast mode: float rows -> q8a (see pl_q8a_stride) */
-    pl_matmul_q8_fn matmul_q8;        /* fast mode: integer matmul body (see pl_matmul_rows_q8) */
+    const char *isa;             /* "avx512", "avx2" or "scalar" */
+    pl_dot_fn dot;               /* float dot product (attention; its own order) */
+    pl_to_float_fn to_float[40]; /* per ggml type; NULL = unsupported */
+    pl_matmul_fn matmul;         /* the matmul body (see pl_matmul_rows) */
+    pl_attn_fn attn;             /* attention of one GQA group (see pl_attn_fn) */
+    pl_quant_act_fn quant_act;   /* fast mode: float rows -> q8a (see pl_q8a_stride) */
+    pl_matmul_q8_fn matmul_q8;   /* fast mode: integer matmul body (see pl_matmul_rows_q8) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

@@ -40,7 +40,8 @@ float pl_dot_avx2(const float *a, const float *b, int64_t n) {
     }
     for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
     if (i < n) {
-        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i m =
+            _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         acc0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), acc0);
     }
     __m256 s = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
@@ -54,7 +55,8 @@ float pl_dot_avx2(const float *a, const float *b, int64_t n) {
 void pl_to_float_f16_avx2(const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
     for (; i < n; i++) {
         uint16_t h;
         memcpy(&h, p + 2 * i, 2);
@@ -215,7 +217,8 @@ void pl_to_float_q5_k_avx2(const void *src, float *dst, int64_t n) {
                 const __m256i b1 = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_and_si256(h, u1), u1), k16);
                 const __m256i b2 = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_and_si256(h, u2), u2), k16);
                 store_dq_min(dst + 8 * c, _mm256_add_epi32(_mm256_and_si256(v, k15), b1), ds[2 * j], ms[2 * j]);
-                store_dq_min(dst + 32 + 8 * c, _mm256_add_epi32(_mm256_srli_epi32(v, 4), b2), ds[2 * j + 1], ms[2 * j + 1]);
+                store_dq_min(dst + 32 + 8 * c, _mm256_add_epi32(_mm256_srli_epi32(v, 4), b2), ds[2 * j + 1],
+                             ms[2 * j + 1]);
             }
         }
     }
@@ -234,12 +237,14 @@ void pl_to_float_q6_k_avx2(const void *src, float *dst, int64_t n) {
                 const int is = c / 2;
                 const __m256i a = load_u8x8(ql + 8 * c), b = load_u8x8(ql + 32 + 8 * c);
                 const __m256i hb = load_u8x8(qh + 8 * c);
-                const __m256i q1 = _mm256_or_si256(_mm256_and_si256(a, k15), _mm256_slli_epi32(_mm256_and_si256(hb, k3), 4));
-                const __m256i q2 = _mm256_or_si256(_mm256_and_si256(b, k15),
-                                                   _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), k3), 4));
-                const __m256i q3 = _mm256_or_si256(_mm256_srli_epi32(a, 4),
-                                                   _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), k3), 4));
-                const __m256i q4 = _mm256_or_si256(_mm256_srli_epi32(b, 4), _mm256_slli_epi32(_mm256_srli_epi32(hb, 6), 4));
+                const __m256i q1 =
+                    _mm256_or_si256(_mm256_and_si256(a, k15), _mm256_slli_epi32(_mm256_and_si256(hb, k3), 4));
+                const __m256i q2 = _mm256_or_si256(
+                    _mm256_and_si256(b, k15), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), k3), 4));
+                const __m256i q3 = _mm256_or_si256(
+                    _mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), k3), 4));
+                const __m256i q4 =
+                    _mm256_or_si256(_mm256_srli_epi32(b, 4), _mm256_slli_epi32(_mm256_srli_epi32(hb, 6), 4));
                 float *y = dst + 8 * c;
                 store_mul(y, _mm256_sub_epi32(q1, k32), _mm256_set1_ps(d * (float)sc[is]));
                 store_mul(y + 32, _mm256_sub_epi32(q2, k32), _mm256_set1_ps(d * (float)sc[is + 2]));
@@ -300,7 +305,8 @@ static inline __attribute__((always_inline)) void tile_body(const int R, const i
             for (int r = 0; r < R; r++) {
                 const __m256 wv = _mm256_maskload_ps(w[r] + i + 8 * h, m[h]);
                 for (int t = 0; t < T; t++) {
-                    const __m256 f = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + t * xs + i + 8 * h, m[h]), acc[r][t][h]);
+                    const __m256 f =
+                        _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + t * xs + i + 8 * h, m[h]), acc[r][t][h]);
                     acc[r][t][h] = _mm256_blendv_ps(acc[r][t][h], f, _mm256_castsi256_ps(m[h]));
                 }
             }
@@ -313,9 +319,9 @@ static inline __attribute__((always_inline)) void tile_body(const int R, const i
 }
 
 typedef void (*tile_fn)(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys);
-#define TILE_FN(R, T)                                                                                              \
-    static void tile_##R##_##T(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys) { \
-        tile_body(R, T, w, x, xs, n, y, ys);                                                                       \
+#define TILE_FN(R, T)                                                                                                  \
+    static void tile_##R##_##T(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys) {   \
+        tile_body(R, T, w, x, xs, n, y, ys);                                                                           \
     }
 TILE_FN(1, 1)
 TILE_FN(1, 2)
@@ -354,7 +360,8 @@ void pl_matmul_avx2(pl_to_float_fn to_float, const void *W, uint32_t type, size_
             const float *w[TILE_R];
             for (int r = 0; r < R; r++) {
                 const uint8_t *row = (const uint8_t *)W + (size_t)(rb + r) * rs;
-                if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w[r] = (const float *)(const void *)row;
+                if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0)
+                    w[r] = (const float *)(const void *)row;
                 else {
                     to_float(row, sc + r * ld, n);
                     w[r] = sc + r * ld;

@@ -58,7 +58,8 @@ float pl_dot_avx512(const float *a, const float *b, int64_t n) {
 void pl_to_float_f16_avx512(const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))));
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))));
     if (i < n) {
         const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * i)));
@@ -135,7 +136,8 @@ void pl_to_float_q5_1_avx512(const void *src, float *dst, int64_t n) {
         memcpy(&qh, x[i].qh, 4);
         const __m512i v = load_u8x16(x[i].qs);
         const __m512i lo = _mm512_mask_or_epi32(_mm512_and_si512(v, k15), (__mmask16)qh, _mm512_and_si512(v, k15), k16);
-        const __m512i hi = _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
+        const __m512i hi =
+            _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
         _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), m));
         _mm512_storeu_ps(dst + 16, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), m));
     }
@@ -224,17 +226,23 @@ void pl_to_float_q6_k_avx512(const void *src, float *dst, int64_t n) {
             for (int c = 0; c < 2; c++) { /* l in [16c, 16c + 16), scale index is = c */
                 const __m512i a = load_u8x16(ql + 16 * c), b = load_u8x16(ql + 32 + 16 * c);
                 const __m512i hb = load_u8x16(qh + 16 * c);
-                const __m512i q1 = _mm512_or_si512(_mm512_and_si512(a, k15), _mm512_slli_epi32(_mm512_and_si512(hb, k3), 4));
-                const __m512i q2 = _mm512_or_si512(_mm512_and_si512(b, k15),
-                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), k3), 4));
-                const __m512i q3 = _mm512_or_si512(_mm512_srli_epi32(a, 4),
-                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 4), k3), 4));
-                const __m512i q4 = _mm512_or_si512(_mm512_srli_epi32(b, 4), _mm512_slli_epi32(_mm512_srli_epi32(hb, 6), 4));
+                const __m512i q1 =
+                    _mm512_or_si512(_mm512_and_si512(a, k15), _mm512_slli_epi32(_mm512_and_si512(hb, k3), 4));
+                const __m512i q2 = _mm512_or_si512(
+                    _mm512_and_si512(b, k15), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), k3), 4));
+                const __m512i q3 = _mm512_or_si512(
+                    _mm512_srli_epi32(a, 4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 4), k3), 4));
+                const __m512i q4 =
+                    _mm512_or_si512(_mm512_srli_epi32(b, 4), _mm512_slli_epi32(_mm512_srli_epi32(hb, 6), 4));
                 float *y = dst + 16 * c;
-                _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q1, k32))));
-                _mm512_storeu_ps(y + 32, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 2]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q2, k32))));
-                _mm512_storeu_ps(y + 64, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 4]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, k32))));
-                _mm512_storeu_ps(y + 96, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 6]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, k32))));
+                _mm512_storeu_ps(
+                    y, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q1, k32))));
+                _mm512_storeu_ps(y + 32, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 2]),
+                                                       _mm512_cvtepi32_ps(_mm512_sub_epi32(q2, k32))));
+                _mm512_storeu_ps(y + 64, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 4]),
+                                                       _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, k32))));
+                _mm512_storeu_ps(y + 96, _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 6]),
+                                                       _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, k32))));
             }
         }
     }
@@ -296,9 +304,9 @@ static inline __attribute__((always_inline)) void tile_body(const int R, const i
 }
 
 typedef void (*tile_fn)(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys);
-#define TILE_FN(R, T)                                                                                              \
-    static void tile_##R##_##T(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys) { \
-        tile_body(R, T, w, x, xs, n, y, ys);                                                                       \
+#define TILE_FN(R, T)                                                                                                  \
+    static void tile_##R##_##T(const float *const *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys) {   \
+        tile_body(R, T, w, x, xs, n, y, ys);                                                                           \
     }
 #define TILE_ROW(R) TILE_FN(R, 1) TILE_FN(R, 2) TILE_FN(R, 3) TILE_FN(R, 4)
 TILE_ROW(1)
@@ -307,7 +315,8 @@ TILE_ROW(3)
 TILE_ROW(4)
 TILE_ROW(5)
 TILE_ROW(6)
-#define TILE_ENTRY(R) {tile_##R##_1, tile_##R##_2, tile_##R##_3, tile_##R##_4}
+#define TILE_ENTRY(R)                                                                                                  \
+    { tile_##R##_1, tile_##R##_2, tile_##R##_3, tile_##R##_4 }
 _Static_assert(TILE_R == 6 && TILE_T == 4, "tile table matches TILE_R x TILE_T");
 static const tile_fn k_tiles[TILE_R][TILE_T] = {TILE_ENTRY(1), TILE_ENTRY(2), TILE_ENTRY(3),
                                                 TILE_ENTRY(4), TILE_ENTRY(5), TILE_ENTRY(6)};
@@ -369,7 +378,8 @@ static inline __attribute__((always_inline)) __m512 fma_q5_0(const uint8_t *p, c
     memcpy(&qh, b->qh, 4);
     const __m512i v = load_u8x16(b->qs);
     const __m512i lo = _mm512_mask_or_epi32(_mm512_and_si512(v, k15), (__mmask16)qh, _mm512_and_si512(v, k15), k16);
-    const __m512i hi = _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
+    const __m512i hi =
+        _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
     acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(lut0, lo, lut1), _mm512_loadu_ps(x), acc);
     return _mm512_fmadd_ps(_mm512_permutex2var_ps(lut0, hi, lut1), _mm512_loadu_ps(x + 16), acc);
 }
@@ -382,7 +392,8 @@ static inline __attribute__((always_inline)) __m512 fma_q5_1(const uint8_t *p, c
     memcpy(&qh, b->qh, 4);
     const __m512i v = load_u8x16(b->qs);
     const __m512i lo = _mm512_mask_or_epi32(_mm512_and_si512(v, k15), (__mmask16)qh, _mm512_and_si512(v, k15), k16);
-    const __m512i hi = _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
+    const __m512i hi =
+        _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16), _mm512_srli_epi32(v, 4), k16);
     acc = _mm512_fmadd_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), m), _mm512_loadu_ps(x), acc);
     return _mm512_fmadd_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), m), _mm512_loadu_ps(x + 16), acc);
 }
@@ -416,12 +427,14 @@ static inline __attribute__((always_inline)) __m512 fma_q4_k(const uint8_t *p, c
     k_unpack(b->scales, sm);
     const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sm)));
     /* lanes 0..7: d * sc_j; lanes 8..15: dmin * m_j */
-    const __m512 dm = _mm512_mul_ps(f, _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(b->d)), _mm512_set1_ps(h2f(b->dmin))));
+    const __m512 dm =
+        _mm512_mul_ps(f, _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(b->d)), _mm512_set1_ps(h2f(b->dmin))));
     float dms[16];
     _mm512_storeu_ps(dms, dm);
     const uint8_t *q = b->qs;
     for (int j = 0; j < 4; j++, q += 32, x += 64) {
-        const __m512 lut0 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dms[2 * j]), iota), _mm512_set1_ps(dms[8 + 2 * j]));
+        const __m512 lut0 =
+            _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dms[2 * j]), iota), _mm512_set1_ps(dms[8 + 2 * j]));
         const __m512 lut1 =
             _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dms[2 * j + 1]), iota), _mm512_set1_ps(dms[8 + 2 * j + 1]));
         const __m512i v0 = load_u8x16(q), v1 = load_u8x16(q + 16);
@@ -468,16 +481,20 @@ static inline __attribute__((always_inline)) __m512 fma_q6_k(const uint8_t *p, c
         for (int c = 0; c < 2; c++) {
             const __m512i a = load_u8x16(ql + 16 * c), e = load_u8x16(ql + 32 + 16 * c);
             const __m512i hb = load_u8x16(qh + 16 * c);
-            const __m512i q1 = _mm512_or_si512(_mm512_and_si512(a, k15), _mm512_slli_epi32(_mm512_and_si512(hb, k3), 4));
+            const __m512i q1 =
+                _mm512_or_si512(_mm512_and_si512(a, k15), _mm512_slli_epi32(_mm512_and_si512(hb, k3), 4));
             const __m512i q2 = _mm512_or_si512(_mm512_and_si512(e, k15),
                                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), k3), 4));
             const __m512i q3 = _mm512_or_si512(_mm512_srli_epi32(a, 4),
                                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 4), k3), 4));
             const __m512i q4 = _mm512_or_si512(_mm512_srli_epi32(e, 4), _mm512_slli_epi32(_mm512_srli_epi32(hb, 6), 4));
             v[c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q1, k32)));
-            v[2 + c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 2]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q2, k32)));
-            v[4 + c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 4]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, k32)));
-            v[6 + c] = _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 6]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, k32)));
+            v[2 + c] =
+                _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 2]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q2, k32)));
+            v[4 + c] =
+                _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 4]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q3, k32)));
+            v[6 + c] =
+                _mm512_mul_ps(_mm512_set1_ps(d * (float)sc[c + 6]), _mm512_cvtepi32_ps(_mm512_sub_epi32(q4, k32)));
         }
         for (int c = 0; c < 8; c++) acc = _mm512_fmadd_ps(v[c], _mm512_loadu_ps(x + 16 * c), acc);
     }
@@ -489,28 +506,28 @@ static inline __attribute__((always_inline)) __m512 fma_q6_k(const uint8_t *p, c
 
 /* fused_NAME: y[r] for r in [r0, r1), one token, rows of n values in blocks
  * of BS values / BB bytes; FUSED_R rows at a time, then single rows. */
-#define DEFINE_FUSED(NAME, BS, BB)                                                                               \
-    static void fused_##NAME(const uint8_t *W, size_t rs, int64_t n, int64_t r0, int64_t r1, const float *x,      \
-                             float *y) {                                                                         \
-        const int64_t nb = n / (BS);                                                                             \
-        int64_t r = r0;                                                                                          \
-        for (; r + FUSED_R <= r1; r += FUSED_R) {                                                                \
-            const uint8_t *p = W + (size_t)r * rs;                                                               \
-            __m512 a[FUSED_R];                                                                                   \
-            _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) a[k] = _mm512_setzero_ps();                \
-            for (int64_t b = 0; b < nb; b++) {                                                                   \
-                const float *xb = x + b * (BS);                                                                  \
-                const uint8_t *pb = p + (size_t)b * (BB);                                                        \
-                _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) a[k] = fma_##NAME(pb + k * rs, xb, a[k]); \
-            }                                                                                                    \
-            _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) y[r + k] = hsum16(a[k]);                   \
-        }                                                                                                        \
-        for (; r < r1; r++) {                                                                                    \
-            const uint8_t *p = W + (size_t)r * rs;                                                               \
-            __m512 a0 = _mm512_setzero_ps();                                                                     \
-            for (int64_t b = 0; b < nb; b++) a0 = fma_##NAME(p + (size_t)b * (BB), x + b * (BS), a0);            \
-            y[r] = hsum16(a0);                                                                                   \
-        }                                                                                                        \
+#define DEFINE_FUSED(NAME, BS, BB)                                                                                     \
+    static void fused_##NAME(const uint8_t *W, size_t rs, int64_t n, int64_t r0, int64_t r1, const float *x,           \
+                             float *y) {                                                                               \
+        const int64_t nb = n / (BS);                                                                                   \
+        int64_t r = r0;                                                                                                \
+        for (; r + FUSED_R <= r1; r += FUSED_R) {                                                                      \
+            const uint8_t *p = W + (size_t)r * rs;                                                                     \
+            __m512 a[FUSED_R];                                                                                         \
+            _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) a[k] = _mm512_setzero_ps();                      \
+            for (int64_t b = 0; b < nb; b++) {                                                                         \
+                const float *xb = x + b * (BS);                                                                        \
+                const uint8_t *pb = p + (size_t)b * (BB);                                                              \
+                _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) a[k] = fma_##NAME(pb + k * rs, xb, a[k]);    \
+            }                                                                                                          \
+            _Pragma("GCC unroll 8") for (int k = 0; k < FUSED_R; k++) y[r + k] = hsum16(a[k]);                         \
+        }                                                                                                              \
+        for (; r < r1; r++) {                                                                                          \
+            const uint8_t *p = W + (size_t)r * rs;                                                                     \
+            __m512 a0 = _mm512_setzero_ps();                                                                           \
+            for (int64_t b = 0; b < nb; b++) a0 = fma_##NAME(p + (size_t)b * (BB), x + b * (BS), a0);                  \
+            y[r] = hsum16(a0);                                                                                         \
+        }                                                                                                              \
     }
 DEFINE_FUSED(f16, 16, 32)
 DEFINE_FUSED(bf16, 16, 32)
@@ -579,7 +596,8 @@ void pl_matmul_avx512(pl_to_float_fn to_float, const void *W, uint32_t type, siz
             const float *w[TILE_R];
             for (int r = 0; r < R; r++) {
                 const uint8_t *row = (const uint8_t *)W + (size_t)(rb + r) * rs;
-                if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0) w[r] = (const float *)(const void *)row;
+                if (type == GGML_F32 && ((uintptr_t)row % _Alignof(float)) == 0)
+                    w[r] = (const float *)(const void *)row;
                 else {
                     to_float(row, sc + r * ld, n);
                     w[r] = sc + r * ld;
@@ -632,29 +650,21 @@ static inline __attribute__((always_inline)) void att_score_tile(const float *kb
                                                                  int64_t qs, int64_t hd, const int G, const int NB,
                                                                  __m512 *r) {
     __m512 e[2 * ATT_G], o[2 * ATT_G];
-    _Pragma("GCC unroll 16")
-    for (int i = 0; i < NB * G; i++) e[i] = o[i] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16") for (int i = 0; i < NB * G; i++) e[i] = o[i] = _mm512_setzero_ps();
     int64_t d = 0;
-    for (; d + 2 <= hd; d += 2)
-        _Pragma("GCC unroll 16")
-        for (int b = 0; b < NB; b++) {
+    for (; d + 2 <= hd; d += 2) _Pragma("GCC unroll 16") for (int b = 0; b < NB; b++) {
             const __m512 k0 = _mm512_loadu_ps(kb + b * bs + d * 16), k1 = _mm512_loadu_ps(kb + b * bs + d * 16 + 16);
-            _Pragma("GCC unroll 16")
-            for (int h = 0; h < G; h++) {
+            _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) {
                 e[b * G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d]), k0, e[b * G + h]);
                 o[b * G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d + 1]), k1, o[b * G + h]);
             }
         }
-    if (d < hd)
-        _Pragma("GCC unroll 16")
-        for (int b = 0; b < NB; b++) {
+    if (d < hd) _Pragma("GCC unroll 16") for (int b = 0; b < NB; b++) {
             const __m512 k0 = _mm512_loadu_ps(kb + b * bs + d * 16);
-            _Pragma("GCC unroll 16")
-            for (int h = 0; h < G; h++)
-                e[b * G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d]), k0, e[b * G + h]);
+            _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) e[b * G + h] =
+                _mm512_fmadd_ps(_mm512_set1_ps(q[h * qs + d]), k0, e[b * G + h]);
         }
-    _Pragma("GCC unroll 16")
-    for (int i = 0; i < NB * G; i++) r[i] = _mm512_add_ps(e[i], o[i]);
+    _Pragma("GCC unroll 16") for (int i = 0; i < NB * G; i++) r[i] = _mm512_add_ps(e[i], o[i]);
 }
 
 /* Scores of G queries against the keys in slots [lo, hi), written at key
@@ -664,8 +674,7 @@ static inline __attribute__((always_inline)) void att_score_tile(const float *kb
  * their key positions. G is a constant at every call. */
 static inline __attribute__((always_inline)) void att_scores_tile(const float *K, int32_t lo, int32_t hi, int32_t off,
                                                                   const float *q, int64_t qs, int64_t hd, float scale,
-                                                                  float *sc, int32_t n_keys, __m512 *vmx,
-                                                                  const int G) {
+                                                                  float *sc, int32_t n_keys, __m512 *vmx, const int G) {
     const int64_t bs = hd * 16, last = (hi - 1) / 16;
     const __m512 vs = _mm512_set1_ps(scale);
     __m512 mx[ATT_G];
@@ -673,8 +682,10 @@ static inline __attribute__((always_inline)) void att_scores_tile(const float *K
     for (int64_t blk = lo / 16; blk <= last;) {
         const int nb = blk < last ? 2 : 1;
         __m512 r[2 * ATT_G];
-        if (nb == 2) att_score_tile(K + blk * bs, bs, q, qs, hd, G, 2, r);
-        else att_score_tile(K + blk * bs, bs, q, qs, hd, G, 1, r);
+        if (nb == 2)
+            att_score_tile(K + blk * bs, bs, q, qs, hd, G, 2, r);
+        else
+            att_score_tile(K + blk * bs, bs, q, qs, hd, G, 1, r);
         _Pragma("GCC unroll 2") for (int b = 0; b < 2; b++) {
             if (b >= nb) break;
             const int64_t base = (blk + b) * 16;
@@ -716,31 +727,25 @@ static void att_scores_range(const float *K, int32_t lo, int32_t hi, int32_t off
  * p[h][j] * V[key j][c0*16 + c*16 ..], one FMA per key into 16-lane sums,
  * then times inv[h]. G and CW are constants at every call. */
 static inline __attribute__((always_inline)) void att_value_tile(const float *V, int64_t vs, int32_t a0, int32_t a1,
-                                                                 int32_t b0, int32_t b1, const float *p,
-                                                                 int32_t n_keys, const float *inv, const int G,
-                                                                 const int CW, float *out, int64_t os) {
+                                                                 int32_t b0, int32_t b1, const float *p, int32_t n_keys,
+                                                                 const float *inv, const int G, const int CW,
+                                                                 float *out, int64_t os) {
     __m512 acc[ATT_G * ATT_CW];
-    _Pragma("GCC unroll 16")
-    for (int i = 0; i < G * CW; i++) acc[i] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16") for (int i = 0; i < G * CW; i++) acc[i] = _mm512_setzero_ps();
     int32_t j = 0;
     for (int rg = 0; rg < 2; rg++) {
         const int32_t lo = rg ? b0 : a0, hi = rg ? b1 : a1;
         for (int32_t s = lo; s < hi; s++, j++) {
             const float *vr = V + (int64_t)s * vs;
-            _Pragma("GCC unroll 16")
-            for (int c = 0; c < CW; c++) {
+            _Pragma("GCC unroll 16") for (int c = 0; c < CW; c++) {
                 const __m512 v = _mm512_loadu_ps(vr + 16 * c);
-                _Pragma("GCC unroll 16")
-                for (int h = 0; h < G; h++)
-                    acc[h * CW + c] = _mm512_fmadd_ps(_mm512_set1_ps(p[(int64_t)h * n_keys + j]), v, acc[h * CW + c]);
+                _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) acc[h * CW + c] =
+                    _mm512_fmadd_ps(_mm512_set1_ps(p[(int64_t)h * n_keys + j]), v, acc[h * CW + c]);
             }
         }
     }
-    _Pragma("GCC unroll 16")
-    for (int h = 0; h < G; h++)
-        _Pragma("GCC unroll 16")
-        for (int c = 0; c < CW; c++)
-            _mm512_storeu_ps(out + h * os + 16 * c, _mm512_mul_ps(acc[h * CW + c], _mm512_set1_ps(inv[h])));
+    _Pragma("GCC unroll 16") for (int h = 0; h < G; h++) _Pragma("GCC unroll 16") for (int c = 0; c < CW; c++)
+        _mm512_storeu_ps(out + h * os + 16 * c, _mm512_mul_ps(acc[h * CW + c], _mm512_set1_ps(inv[h])));
 }
 
 /* Exact max of 16 lanes. */
@@ -816,9 +821,9 @@ void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, c
             const float *vc = V + 16 * c0;
             float *oc = o + 16 * c0;
             switch ((G - 1) * ATT_CW + CW - 1) {
-#define ATT_VALUE_CASE(g, cw)                                                                                \
-    case ((g) - 1) * ATT_CW + (cw) - 1:                                                                      \
-        att_value_tile(vc, v_stride, a0, a1, b0, b1, p, n_keys, inv + h0, g, cw, oc, out_stride);            \
+#define ATT_VALUE_CASE(g, cw)                                                                                          \
+    case ((g)-1) * ATT_CW + (cw)-1:                                                                                    \
+        att_value_tile(vc, v_stride, a0, a1, b0, b1, p, n_keys, inv + h0, g, cw, oc, out_stride);                      \
         break;
                 ATT_VALUE_CASE(1, 1)
                 ATT_VALUE_CASE(1, 2)
@@ -837,8 +842,7 @@ void pl_attn_avx512(const float *q, int64_t q_stride, int n_q, const float *K, c
                 ATT_VALUE_CASE(4, 3)
                 ATT_VALUE_CASE(4, 4)
 #undef ATT_VALUE_CASE
-            default:
-                break; /* unreachable */
+            default: break; /* unreachable */
             }
         }
     }
@@ -869,12 +873,16 @@ void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint
             uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
             const int l = (int)(b % 16);
             const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
-            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sgn, v0), _mm512_andnot_ps(sgn, v1)));
+            const float amax =
+                _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sgn, v0), _mm512_andnot_ps(sgn, v1)));
             const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
             const __m512 vid = _mm512_set1_ps(id);
-            const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+            const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)),
+                          q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
             const int32_t sumh = _mm512_reduce_add_epi32(q0), sum = sumh + _mm512_reduce_add_epi32(q1);
-            q8_put32(G, l, _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1));
+            q8_put32(
+                G, l,
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1));
             const float ax = d * (float)sum;
             memcpy(G + 512 + 4 * l, &d, 4);
             memcpy(G + 576 + 4 * l, &ax, 4);
@@ -895,7 +903,8 @@ void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint
 /* 32 nibbles of 16 bytes: element i < 16 low nibble of q[i], i >= 16 high. */
 static inline __m256i nib32(const uint8_t *q) {
     const __m128i v = _mm_loadu_si128((const __m128i *)q), m = _mm_set1_epi8(0xF);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, m)), _mm_and_si128(_mm_srli_epi16(v, 4), m), 1);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, m)), _mm_and_si128(_mm_srli_epi16(v, 4), m),
+                                   1);
 }
 
 /* Sets bit 4 of byte i where bit i of qh is set. */
@@ -961,7 +970,8 @@ static inline __attribute__((always_inline)) __m256i q8_block_u(uint32_t type, c
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + (j / 2) * 32));
             u = j % 2 ? _mm256_and_si256(_mm256_srli_epi16(q, 4), k15) : _mm256_and_si256(q, k15);
             if (qh) {
-                const __mmask32 hb = _mm256_test_epi8_mask(_mm256_loadu_si256((const __m256i *)qh), _mm256_set1_epi8((char)(1u << j)));
+                const __mmask32 hb =
+                    _mm256_test_epi8_mask(_mm256_loadu_si256((const __m256i *)qh), _mm256_set1_epi8((char)(1u << j)));
                 u = _mm256_mask_add_epi8(u, hb, u, _mm256_set1_epi8(16));
             }
             break;
@@ -983,7 +993,10 @@ static inline __attribute__((always_inline)) __m256i q8_block_u(uint32_t type, c
             memcpy(G + 704 + 4 * l, &pb, 4);
             break;
         }
-        default: u = _mm256_setzero_si256(); dw = __builtin_nanf(""); break;
+        default:
+            u = _mm256_setzero_si256();
+            dw = __builtin_nanf("");
+            break;
         }
         memcpy(G + 512 + 4 * l, &dw, 4);
         memcpy(G + 576 + 4 * l, &mw, 4);
@@ -1011,7 +1024,8 @@ static void q8_repack_row(uint32_t type, const uint8_t *row, int64_t n, uint8_t 
         __m512i A[8];
         for (int p = 0; p < 8; p++) {
             const __m256i u0 = 2 * p < nl ? q8_block_u(type, row, 16 * g + 2 * p, G, 2 * p) : _mm256_setzero_si256();
-            const __m256i u1 = 2 * p + 1 < nl ? q8_block_u(type, row, 16 * g + 2 * p + 1, G, 2 * p + 1) : _mm256_setzero_si256();
+            const __m256i u1 =
+                2 * p + 1 < nl ? q8_block_u(type, row, 16 * g + 2 * p + 1, G, 2 * p + 1) : _mm256_setzero_si256();
             A[p] = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
         }
         __m512i B[4][2], C[2][2][2];
@@ -1042,12 +1056,11 @@ static void q8_repack_row(uint32_t type, const uint8_t *row, int64_t n, uint8_t 
  * 1 no offset, a min term (Q4_1, Q5_1, Q4_K, Q5_K); 2 Q6_K (16-value scales
  * through VPMADDUBSW + VPDPWSSD, offset -32 * sum of scale * a). */
 static inline __attribute__((always_inline)) void q8_tile_body(const int KIND, const int R, const int T,
-                                                               const uint8_t *const *w, const uint8_t *x,
-                                                               int64_t xst, int64_t ng, int off, float *y,
-                                                               int64_t ys) {
+                                                               const uint8_t *const *w, const uint8_t *x, int64_t xst,
+                                                               int64_t ng, int off, float *y, int64_t ys) {
     __m512 acc[Q8_TR][Q8_TT];
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] =
+        _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
         const uint8_t *xg[Q8_TT], *wg[Q8_TR];
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xg[t] = x + t * xst + g * PL_Q8A_GROUP_BYTES;
@@ -1060,8 +1073,8 @@ static inline __attribute__((always_inline)) void q8_tile_body(const int KIND, c
                 _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) S[r][t] = init;
             }
         } else if (KIND == 1) {
-            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
-                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) S[r][t] = _mm512_setzero_si512();
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+                S[r][t] = _mm512_setzero_si512();
         } else {
             /* -32 * (sca * sumh + scb * (sum - sumh)) */
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
@@ -1082,8 +1095,8 @@ static inline __attribute__((always_inline)) void q8_tile_body(const int KIND, c
                 const __m512i U = _mm512_loadu_si512(wg[r] + s * 64);
                 if (KIND == 2) {
                     const __m512i sc = _mm512_loadu_si512(wg[r] + (s < 4 ? 640 : 704));
-                    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-                        S[r][t] = _mm512_dpwssd_epi32(S[r][t], _mm512_maddubs_epi16(U, A[t]), sc);
+                    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) S[r][t] =
+                        _mm512_dpwssd_epi32(S[r][t], _mm512_maddubs_epi16(U, A[t]), sc);
                 } else {
                     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) S[r][t] = _mm512_dpbusd_epi32(S[r][t], U, A[t]);
                 }
@@ -1100,23 +1113,24 @@ static inline __attribute__((always_inline)) void q8_tile_body(const int KIND, c
             }
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[t * ys + r] = hsum16(acc[r][t]);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+        y[t * ys + r] = hsum16(acc[r][t]);
 }
 
 typedef void (*q8_tile_fn)(const uint8_t *const *w, const uint8_t *x, int64_t xst, int64_t ng, int off, float *y,
                            int64_t ys);
-#define Q8_FN(K, R, T)                                                                                           \
-    static void q8_tile_##K##_##R##_##T(const uint8_t *const *w, const uint8_t *x, int64_t xst, int64_t ng,      \
-                                        int off, float *y, int64_t ys) {                                         \
-        q8_tile_body(K, R, T, w, x, xst, ng, off, y, ys);                                                        \
+#define Q8_FN(K, R, T)                                                                                                 \
+    static void q8_tile_##K##_##R##_##T(const uint8_t *const *w, const uint8_t *x, int64_t xst, int64_t ng, int off,   \
+                                        float *y, int64_t ys) {                                                        \
+        q8_tile_body(K, R, T, w, x, xst, ng, off, y, ys);                                                              \
     }
 #define Q8_ROW(K, R) Q8_FN(K, R, 1) Q8_FN(K, R, 2) Q8_FN(K, R, 3)
 #define Q8_KIND(K) Q8_ROW(K, 1) Q8_ROW(K, 2) Q8_ROW(K, 3) Q8_ROW(K, 4)
 Q8_KIND(0)
 Q8_KIND(1)
 Q8_KIND(2)
-#define Q8_E(K, R) {q8_tile_##K##_##R##_1, q8_tile_##K##_##R##_2, q8_tile_##K##_##R##_3}
+#define Q8_E(K, R)                                                                                                     \
+    { q8_tile_##K##_##R##_1, q8_tile_##K##_##R##_2, q8_tile_##K##_##R##_3 }
 _Static_assert(Q8_TR == 4 && Q8_TT == 3, "q8 tile table matches Q8_TR x Q8_TT");
 static const q8_tile_fn k_q8_tiles[3][Q8_TR][Q8_TT] = {
     {Q8_E(0, 1), Q8_E(0, 2), Q8_E(0, 3), Q8_E(0, 4)},
@@ -1126,8 +1140,8 @@ static const q8_tile_fn k_q8_tiles[3][Q8_TR][Q8_TT] = {
 
 /* Per pass of up to Q8_TOK_GROUP tokens: per block of Q8_TR rows, repack
  * each row once into scratch, then sweep the tokens in Q8_TT tiles. */
-void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
-                         const uint8_t *xq, int64_t nt, float *y, int64_t ys, uint8_t *scratch) {
+void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
+                         int64_t nt, float *y, int64_t ys, uint8_t *scratch) {
     const int64_t st = pl_q8a_stride(n), ng = st / PL_Q8A_GROUP_BYTES;
     uint8_t *sc = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int kind = 1, off = 0;

@@ -47,30 +47,30 @@ typedef struct __attribute__((packed)) pl_block_q5_1 {
 } pl_block_q5_1;
 
 typedef struct __attribute__((packed)) pl_block_q8_0 {
-    uint16_t d;        /* fp16 scale */
-    int8_t qs[PL_QK];  /* value q*d */
+    uint16_t d;       /* fp16 scale */
+    int8_t qs[PL_QK]; /* value q*d */
 } pl_block_q8_0;
 
 typedef struct __attribute__((packed)) pl_block_q4_k {
-    uint16_t d;                        /* fp16 super-scale of the 6-bit scales */
-    uint16_t dmin;                     /* fp16 super-scale of the 6-bit mins */
-    uint8_t scales[PL_K_SCALE_SIZE];   /* 8 scales + 8 mins, 6 bits each (see pl_k_scale_min) */
-    uint8_t qs[PL_QK_K / 2];           /* per 64 values: 32 bytes, low nibbles first 32, high next 32 */
+    uint16_t d;                      /* fp16 super-scale of the 6-bit scales */
+    uint16_t dmin;                   /* fp16 super-scale of the 6-bit mins */
+    uint8_t scales[PL_K_SCALE_SIZE]; /* 8 scales + 8 mins, 6 bits each (see pl_k_scale_min) */
+    uint8_t qs[PL_QK_K / 2];         /* per 64 values: 32 bytes, low nibbles first 32, high next 32 */
 } pl_block_q4_k;
 
 typedef struct __attribute__((packed)) pl_block_q5_k {
-    uint16_t d;                        /* as Q4_K */
-    uint16_t dmin;                     /* as Q4_K */
-    uint8_t scales[PL_K_SCALE_SIZE];   /* as Q4_K */
-    uint8_t qh[PL_QK_K / 8];           /* bit 2k / 2k+1 of qh[l]: fifth bit of value 64k+l / 64k+32+l */
-    uint8_t qs[PL_QK_K / 2];           /* low four bits, as Q4_K */
+    uint16_t d;                      /* as Q4_K */
+    uint16_t dmin;                   /* as Q4_K */
+    uint8_t scales[PL_K_SCALE_SIZE]; /* as Q4_K */
+    uint8_t qh[PL_QK_K / 8];         /* bit 2k / 2k+1 of qh[l]: fifth bit of value 64k+l / 64k+32+l */
+    uint8_t qs[PL_QK_K / 2];         /* low four bits, as Q4_K */
 } pl_block_q5_k;
 
 typedef struct __attribute__((packed)) pl_block_q6_k {
-    uint8_t ql[PL_QK_K / 2];      /* low four bits; per 128 values 64 bytes */
-    uint8_t qh[PL_QK_K / 4];      /* high two bits; per 128 values 32 bytes, 4 values per byte */
-    int8_t scales[PL_QK_K / 16];  /* one signed 8-bit scale per 16 values */
-    uint16_t d;                   /* fp16 super-scale */
+    uint8_t ql[PL_QK_K / 2];     /* low four bits; per 128 values 64 bytes */
+    uint8_t qh[PL_QK_K / 4];     /* high two bits; per 128 values 32 bytes, 4 values per byte */
+    int8_t scales[PL_QK_K / 16]; /* one signed 8-bit scale per 16 values */
+    uint16_t d;                  /* fp16 super-scale */
 } pl_block_q6_k;
 
 /* Scale (*sc) and min (*m) j in [0, 8) of a Q4_K/Q5_K block, unpacked from
@@ -124,7 +124,7 @@ void pl_to_float_q6_k_avx512(const void *src, float *dst, int64_t n);
 /* Fast mode: the q8a quantizer and integer matmul (VNNI), bit for bit the
  * references quant_act_scalar / matmul_q8_scalar in quant.c. */
 void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst);
-void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
-                         const uint8_t *xq, int64_t nt, float *y, int64_t ys, uint8_t *scratch);
+void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
+                         int64_t nt, float *y, int64_t ys, uint8_t *scratch);
 
 #endif

@@ -242,8 +242,7 @@ static void quant_q4_k(const float *x, pl_block_q4_k *y, int64_t nb) {
         y[i].d = d, y[i].dmin = dmin;
         /* per 64 values: 32 bytes, first 32 values in the low nibbles */
         for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++)
-                y[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+            for (int l = 0; l < 32; l++) y[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
     }
 }
 
@@ -344,8 +343,17 @@ static void quant_q6_k(const float *x, pl_block_q6_k *y, int64_t nb) {
 
 bool pl_quantize_supported(uint32_t type) {
     switch (type) {
-    case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0:
-    case GGML_Q5_1: case GGML_Q8_0: case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return true;
+    case GGML_F32:
+    case GGML_F16:
+    case GGML_BF16:
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0:
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K: return true;
     default: return false;
     }
 }

@@ -112,11 +112,11 @@ static int build_filter(struct sock_fprog *prog, pl_err *err) {
         rc |= add(c, N, SCMP_SYS(openat), 1, &a2);
     }
     static const int notify_all[] = {
-        SCMP_SYS(creat),   SCMP_SYS(openat2),    SCMP_SYS(unlink),   SCMP_SYS(unlinkat), SCMP_SYS(rmdir),
-        SCMP_SYS(rename),  SCMP_SYS(renameat),   SCMP_SYS(renameat2), SCMP_SYS(mkdir),   SCMP_SYS(mkdirat),
-        SCMP_SYS(chmod),   SCMP_SYS(fchmod),     SCMP_SYS(fchmodat), __NR_fchmodat2,     SCMP_SYS(link),
-        SCMP_SYS(linkat),  SCMP_SYS(symlink),    SCMP_SYS(symlinkat), SCMP_SYS(mknod),   SCMP_SYS(mknodat),
-        SCMP_SYS(truncate), SCMP_SYS(execve),    SCMP_SYS(execveat), SCMP_SYS(connect),
+        SCMP_SYS(creat),    SCMP_SYS(openat2),  SCMP_SYS(unlink),    SCMP_SYS(unlinkat), SCMP_SYS(rmdir),
+        SCMP_SYS(rename),   SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(mkdir),    SCMP_SYS(mkdirat),
+        SCMP_SYS(chmod),    SCMP_SYS(fchmod),   SCMP_SYS(fchmodat),  __NR_fchmodat2,     SCMP_SYS(link),
+        SCMP_SYS(linkat),   SCMP_SYS(symlink),  SCMP_SYS(symlinkat), SCMP_SYS(mknod),    SCMP_SYS(mknodat),
+        SCMP_SYS(truncate), SCMP_SYS(execve),   SCMP_SYS(execveat),  SCMP_SYS(connect),
     };
     for (size_t i = 0; i < sizeof notify_all / sizeof notify_all[0]; i++) rc |= add(c, N, notify_all[i], 0, NULL);
     /* Datagram egress with an explicit destination: sendto with a non-NULL
@@ -129,18 +129,55 @@ static int build_filter(struct sock_fprog *prog, pl_err *err) {
     struct scmp_arg_cmp mfd1 = SCMP_A1(SCMP_CMP_MASKED_EQ, MFD_NOEXEC_SEAL, 0);
     rc |= add(c, EP, SCMP_SYS(memfd_create), 1, &mfd1);
     static const int refused[] = {
-        SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register), SCMP_SYS(ptrace),
-        SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(pidfd_getfd), SCMP_SYS(bpf),
-        SCMP_SYS(userfaultfd), SCMP_SYS(perf_event_open), SCMP_SYS(mount), SCMP_SYS(umount2),
-        SCMP_SYS(fsopen), SCMP_SYS(fsconfig), SCMP_SYS(fsmount), SCMP_SYS(fspick), SCMP_SYS(open_tree),
-        SCMP_SYS(move_mount), SCMP_SYS(mount_setattr), SCMP_SYS(pivot_root), SCMP_SYS(chroot),
-        SCMP_SYS(kexec_load), SCMP_SYS(kexec_file_load), SCMP_SYS(init_module), SCMP_SYS(finit_module),
-        SCMP_SYS(delete_module), SCMP_SYS(name_to_handle_at), SCMP_SYS(open_by_handle_at),
-        SCMP_SYS(personality), SCMP_SYS(keyctl), SCMP_SYS(add_key), SCMP_SYS(request_key), SCMP_SYS(setns),
-        SCMP_SYS(io_setup), SCMP_SYS(io_submit), /* Linux AIO writes user memory asynchronously */
-        SCMP_SYS(chown), SCMP_SYS(fchown), SCMP_SYS(lchown), SCMP_SYS(fchownat), SCMP_SYS(setxattr),
-        SCMP_SYS(lsetxattr), SCMP_SYS(fsetxattr), SCMP_SYS(removexattr), SCMP_SYS(lremovexattr),
-        SCMP_SYS(fremovexattr), SCMP_SYS(acct), SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(reboot),
+        SCMP_SYS(io_uring_setup),
+        SCMP_SYS(io_uring_enter),
+        SCMP_SYS(io_uring_register),
+        SCMP_SYS(ptrace),
+        SCMP_SYS(process_vm_readv),
+        SCMP_SYS(process_vm_writev),
+        SCMP_SYS(pidfd_getfd),
+        SCMP_SYS(bpf),
+        SCMP_SYS(userfaultfd),
+        SCMP_SYS(perf_event_open),
+        SCMP_SYS(mount),
+        SCMP_SYS(umount2),
+        SCMP_SYS(fsopen),
+        SCMP_SYS(fsconfig),
+        SCMP_SYS(fsmount),
+        SCMP_SYS(fspick),
+        SCMP_SYS(open_tree),
+        SCMP_SYS(move_mount),
+        SCMP_SYS(mount_setattr),
+        SCMP_SYS(pivot_root),
+        SCMP_SYS(chroot),
+        SCMP_SYS(kexec_load),
+        SCMP_SYS(kexec_file_load),
+        SCMP_SYS(init_module),
+        SCMP_SYS(finit_module),
+        SCMP_SYS(delete_module),
+        SCMP_SYS(name_to_handle_at),
+        SCMP_SYS(open_by_handle_at),
+        SCMP_SYS(personality),
+        SCMP_SYS(keyctl),
+        SCMP_SYS(add_key),
+        SCMP_SYS(request_key),
+        SCMP_SYS(setns),
+        SCMP_SYS(io_setup),
+        SCMP_SYS(io_submit), /* Linux AIO writes user memory asynchronously */
+        SCMP_SYS(chown),
+        SCMP_SYS(fchown),
+        SCMP_SYS(lchown),
+        SCMP_SYS(fchownat),
+        SCMP_SYS(setxattr),
+        SCMP_SYS(lsetxattr),
+        SCMP_SYS(fsetxattr),
+        SCMP_SYS(removexattr),
+        SCMP_SYS(lremovexattr),
+        SCMP_SYS(fremovexattr),
+        SCMP_SYS(acct),
+        SCMP_SYS(swapon),
+        SCMP_SYS(swapoff),
+        SCMP_SYS(reboot),
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) rc |= add(c, EP, refused[i], 0, NULL);
     /* clone3 carries its flags in memory: ENOSYS makes libc fall back to clone. */
@@ -148,8 +185,8 @@ static int build_filter(struct sock_fprog *prog, pl_err *err) {
     struct scmp_arg_cmp nu0 = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER);
     rc |= add(c, EP, SCMP_SYS(unshare), 1, &nu0);
     rc |= add(c, EP, SCMP_SYS(clone), 1, &nu0);
-    struct scmp_arg_cmp nl1 = SCMP_A1(SCMP_CMP_MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                                      SECCOMP_FILTER_FLAG_NEW_LISTENER);
+    struct scmp_arg_cmp nl1 =
+        SCMP_A1(SCMP_CMP_MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER);
     rc |= add(c, EP, SCMP_SYS(seccomp), 1, &nl1);
     /* Socket families other than unix, inet, inet6, netlink. */
     struct scmp_arg_cmp fam;
@@ -204,8 +241,7 @@ static int build_landlock(pl_sandbox *sb, int *rs_out, pl_err *err) {
     long abi = syscall(__NR_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
     if (abi < 1)
         return pl_fail(err, PL_ERR_UNSUPPORTED,
-                       "sandbox: Landlock is unavailable (%s); refusing to run the agent without it",
-                       strerror(errno));
+                       "sandbox: Landlock is unavailable (%s); refusing to run the agent without it", strerror(errno));
     sb->landlock_abi = (int)abi;
     uint64_t fs = LL_FS_WRITE_FILE | LL_FS_REMOVE_DIR | LL_FS_REMOVE_FILE | LL_FS_MAKE_CHAR | LL_FS_MAKE_DIR |
                   LL_FS_MAKE_REG | LL_FS_MAKE_SOCK | LL_FS_MAKE_FIFO | LL_FS_MAKE_BLOCK | LL_FS_MAKE_SYM;
@@ -261,7 +297,8 @@ static int find_cgroup2_mount(char *out, size_t cap) {
 static int setup_cgroup(pl_sandbox *sb, int *procs_fd, pl_err *err) {
     char mnt[PATH_MAX], self[PATH_MAX] = "";
     if (find_cgroup2_mount(mnt, sizeof mnt) < 0)
-        return pl_fail(err, PL_ERR_UNSUPPORTED, "sandbox: no cgroup2 mount found (needed to freeze and kill the agent)");
+        return pl_fail(err, PL_ERR_UNSUPPORTED,
+                       "sandbox: no cgroup2 mount found (needed to freeze and kill the agent)");
     FILE *f = fopen("/proc/self/cgroup", "re");
     if (f) {
         char line[PATH_MAX + 8];
@@ -280,7 +317,8 @@ static int setup_cgroup(pl_sandbox *sb, int *procs_fd, pl_err *err) {
     if (mkdir(sb->cgroup, 0755) < 0) {
         int e = errno;
         sb->cgroup[0] = 0;
-        return pl_fail(err, PL_ERR_IO, "sandbox: cannot create the agent cgroup under %s%s: %s", mnt, self, strerror(e));
+        return pl_fail(err, PL_ERR_IO, "sandbox: cannot create the agent cgroup under %s%s: %s", mnt, self,
+                       strerror(e));
     }
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/cgroup.freeze", sb->cgroup);
@@ -328,9 +366,9 @@ static __attribute__((noreturn)) void child_fail(int sock, const char *step, int
     _exit(127);
 }
 
-static __attribute__((noreturn)) void child_main(pl_sandbox *sb, const pl_sandbox_opts *o, char *const argv[],
-                                                 int sock, int procs_fd, int rs, struct sock_fprog *prog,
-                                                 pid_t parent, uid_t outer_uid, gid_t outer_gid) {
+static __attribute__((noreturn)) void child_main(pl_sandbox *sb, const pl_sandbox_opts *o, char *const argv[], int sock,
+                                                 int procs_fd, int rs, struct sock_fprog *prog, pid_t parent,
+                                                 uid_t outer_uid, gid_t outer_gid) {
     signal(SIGINT, SIG_DFL);
     signal(SIGQUIT, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
@@ -462,7 +500,8 @@ static int start_watchdog(pl_sandbox *sb, pl_err *err) {
         }
         /* cgroup.kill, or cgroup.freeze when the kernel lacks it: either way
          * nothing of the agent runs once the listener is gone. */
-        while (pwrite(2, "1", 1, 0) < 0 && errno == EINTR) {}
+        while (pwrite(2, "1", 1, 0) < 0 && errno == EINTR) {
+        }
         _exit(0);
     }
     close(lp[0]);
@@ -473,8 +512,7 @@ static int start_watchdog(pl_sandbox *sb, pl_err *err) {
 
 int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **out, pl_err *err) {
     *out = NULL;
-    if (!o || (!o->child_fn && (!argv || !argv[0])))
-        return pl_fail(err, PL_ERR_ARG, "sandbox: no command to run");
+    if (!o || (!o->child_fn && (!argv || !argv[0]))) return pl_fail(err, PL_ERR_ARG, "sandbox: no command to run");
     pl_sandbox *sb = calloc(1, sizeof *sb);
     if (!sb) return pl_fail(err, PL_ERR_NOMEM, "sandbox: out of memory");
     sb->listener = sb->cg_freeze_fd = sb->cg_kill_fd = sb->watchdog_fd = -1;
@@ -582,7 +620,8 @@ void pl_sandbox_free(pl_sandbox *sb) {
     if (sb->listener >= 0) close(sb->listener);
     if (sb->watchdog_fd >= 0) close(sb->watchdog_fd);
     if (sb->watchdog > 0)
-        while (waitpid(sb->watchdog, NULL, 0) < 0 && errno == EINTR) {}
+        while (waitpid(sb->watchdog, NULL, 0) < 0 && errno == EINTR) {
+        }
     if (sb->cg_freeze_fd >= 0) close(sb->cg_freeze_fd);
     if (sb->cg_kill_fd >= 0) close(sb->cg_kill_fd);
     free(sb);

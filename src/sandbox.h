@@ -32,22 +32,22 @@ typedef struct pl_sandbox_opts {
 } pl_sandbox_opts;
 
 typedef struct pl_sandbox {
-    pid_t pid;            /* the agent (a child of the caller; reap it with waitpid) */
-    int listener;         /* seccomp user-notification fd, owned */
-    uid_t uid;            /* agent uid as seen from the supervisor */
-    gid_t gid;            /* agent gid as seen from the supervisor */
-    int drop_creds;       /* 1 when supervisor threads must switch fsuid/fsgid to uid/gid */
-    int landlock_abi;     /* probed Landlock ABI version (>= 1) */
+    pid_t pid;             /* the agent (a child of the caller; reap it with waitpid) */
+    int listener;          /* seccomp user-notification fd, owned */
+    uid_t uid;             /* agent uid as seen from the supervisor */
+    gid_t gid;             /* agent gid as seen from the supervisor */
+    int drop_creds;        /* 1 when supervisor threads must switch fsuid/fsgid to uid/gid */
+    int landlock_abi;      /* probed Landlock ABI version (>= 1) */
     char cgroup[PATH_MAX]; /* the agent's cgroup v2 directory (created, removed on free) */
-    int cg_freeze_fd;     /* cgroup.freeze opened for write */
-    int cg_kill_fd;       /* cgroup.kill opened for write, -1 when the kernel lacks it */
-    int n_roots;          /* writable roots (real paths, no trailing slash) */
+    int cg_freeze_fd;      /* cgroup.freeze opened for write */
+    int cg_kill_fd;        /* cgroup.kill opened for write, -1 when the kernel lacks it */
+    int n_roots;           /* writable roots (real paths, no trailing slash) */
     char roots[PL_SANDBOX_MAX_ROOTS][PATH_MAX];
     unsigned long root_mflags[PL_SANDBOX_MAX_ROOTS]; /* MS_* flags of each root's mount before the agent ns */
     int root_noexec[PL_SANDBOX_MAX_ROOTS];           /* 1: bound noexec,nosuid,nodev in the agent's mount ns */
-    int mount_ns;         /* 1 when the agent runs in its own mount namespace (root only) */
-    pid_t watchdog;       /* holds a listener copy; kills the cgroup when the supervisor dies, -1 none */
-    int watchdog_fd;      /* write end of the watchdog's lifeline pipe, -1 none */
+    int mount_ns;                                    /* 1 when the agent runs in its own mount namespace (root only) */
+    pid_t watchdog;  /* holds a listener copy; kills the cgroup when the supervisor dies, -1 none */
+    int watchdog_fd; /* write end of the watchdog's lifeline pipe, -1 none */
 } pl_sandbox;
 
 /* Spawns argv[0] (PATH search) or opts->child_fn inside the sandbox. The

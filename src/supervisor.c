@@ -65,18 +65,18 @@ struct pl_supervisor {
     volatile int stop;         /* workers exit when set */
     int n_workers;             /* started workers */
     pthread_t workers[MAX_WORKERS];
-    pl_supervisor_stats st;    /* updated with atomics */
-    int waited;                /* pl_supervisor_wait ran */
+    pl_supervisor_stats st; /* updated with atomics */
+    int waited;             /* pl_supervisor_wait ran */
 };
 
 typedef struct call {
     pl_supervisor *s;
     struct seccomp_notif *req;
-    pid_t tid;       /* the notifying thread */
-    pid_t tgid;      /* its process */
-    unsigned umask;  /* the agent's umask */
-    char *text;      /* worker-owned render buffer (TEXT_CAP) */
-    int answered;    /* a response was sent */
+    pid_t tid;      /* the notifying thread */
+    pid_t tgid;     /* its process */
+    unsigned umask; /* the agent's umask */
+    char *text;     /* worker-owned render buffer (TEXT_CAP) */
+    int answered;   /* a response was sent */
 } call;
 
 typedef struct rpath {
@@ -104,8 +104,11 @@ static void respond_continue(call *c) {
 
 /* Installs fd in the agent and answers the syscall with its number, atomically. */
 static void respond_fd(call *c, int fd, int cloexec) {
-    struct seccomp_notif_addfd a = {.id = c->req->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)fd,
-                                    .newfd = 0, .newfd_flags = cloexec ? O_CLOEXEC : 0};
+    struct seccomp_notif_addfd a = {.id = c->req->id,
+                                    .flags = SECCOMP_ADDFD_FLAG_SEND,
+                                    .srcfd = (uint32_t)fd,
+                                    .newfd = 0,
+                                    .newfd_flags = cloexec ? O_CLOEXEC : 0};
     if (ioctl(c->s->sb->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &a) < 0) {
         int e = errno;
         c->answered = 0;
@@ -169,8 +172,10 @@ static int agent_info(call *c) {
     c->tgid = 0;
     c->umask = 022;
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "Tgid:", 5) == 0) c->tgid = (pid_t)atoi(line + 5);
-        else if (strncmp(line, "Umask:", 6) == 0) c->umask = (unsigned)strtoul(line + 6, NULL, 8) & 0777;
+        if (strncmp(line, "Tgid:", 5) == 0)
+            c->tgid = (pid_t)atoi(line + 5);
+        else if (strncmp(line, "Umask:", 6) == 0)
+            c->umask = (unsigned)strtoul(line + 6, NULL, 8) & 0777;
     }
     fclose(f);
     return c->tgid > 0 ? 0 : -ESRCH;
@@ -237,7 +242,8 @@ static int rewrite(call *c, char *p, size_t cap) {
             size_t dn = strspn(q, "0123456789");
             const char *after = q + dn;
             const char *tail = NULL;
-            if (dn && strncmp(after, "/cwd/", 5) == 0) tail = after + 4;
+            if (dn && strncmp(after, "/cwd/", 5) == 0)
+                tail = after + 4;
             else if (dn && strncmp(after, "/fd/", 4) == 0) {
                 size_t fn = strspn(after + 4, "0123456789");
                 if (fn && after[4 + fn] == '/') tail = after + 4 + fn;
@@ -270,8 +276,10 @@ static int resolve(call *c, int adirfd, const char *path, int follow, rpath *r) 
         if (strlen(path) >= sizeof p) return -ENAMETOOLONG;
         strcpy(p, path);
     } else {
-        if (adirfd == AT_FDCWD) snprintf(link, sizeof link, "/proc/%d/cwd", (int)c->tid);
-        else snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)c->tgid, adirfd);
+        if (adirfd == AT_FDCWD)
+            snprintf(link, sizeof link, "/proc/%d/cwd", (int)c->tid);
+        else
+            snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)c->tgid, adirfd);
         int e = proc_readlink(link, base, sizeof base);
         if (e < 0) return e == -ENOENT && adirfd != AT_FDCWD ? -EBADF : e;
         if (base[0] != '/') return -ENOTDIR;
@@ -288,8 +296,10 @@ static int resolve(call *c, int adirfd, const char *path, int follow, rpath *r) 
         if (strlen(nm) > NAME_MAX) return -ENAMETOOLONG;
         snprintf(r->name, sizeof r->name, "%s", nm);
         char parent[PATH_MAX];
-        if (slash == p) strcpy(parent, "/");
-        else snprintf(parent, sizeof parent, "%.*s", (int)(slash - p), p);
+        if (slash == p)
+            strcpy(parent, "/");
+        else
+            snprintf(parent, sizeof parent, "%.*s", (int)(slash - p), p);
         struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
         int dfd = (int)syscall(SYS_openat2, AT_FDCWD, parent, &how, sizeof how);
         if (dfd < 0) return -errno;
@@ -371,18 +381,30 @@ static int decide(call *c, const char *cls, const char *text, const char *envelo
     }
     if (!(v.latency_ms > 0)) v.latency_ms = (pl_now() - t0) * 1e3;
     int allow = v.decision != PL_DECISION_DENY;
-    const pl_audit_rec rec = {.pid = c->tgid, .tid = c->tid, .has_uid = 1, .uid = s->sb->uid, .cls = cls,
-                              .text = text, .len = strlen(text), .has_alpha = !isnan(v.p_dangerous),
-                              .alpha = v.alpha, .v = &v};
+    const pl_audit_rec rec = {.pid = c->tgid,
+                              .tid = c->tid,
+                              .has_uid = 1,
+                              .uid = s->sb->uid,
+                              .cls = cls,
+                              .text = text,
+                              .len = strlen(text),
+                              .has_alpha = !isnan(v.p_dangerous),
+                              .alpha = v.alpha,
+                              .v = &v};
     if (pl_audit_append(s->o.audit, &rec, NULL) < 0) allow = 0; /* fail closed */
-    if (allow) STAT_INC(s, allowed);
-    else STAT_INC(s, denied);
+    if (allow)
+        STAT_INC(s, allowed);
+    else
+        STAT_INC(s, denied);
     return allow;
 }
 
 static void render_flags(char *out, size_t cap, int flags) {
     int acc = flags & O_ACCMODE;
-    snprintf(out, cap, "%s%s%s%s%s%s", acc == O_WRONLY ? "O_WRONLY" : acc == O_RDWR ? "O_RDWR" : "O_RDONLY",
+    snprintf(out, cap, "%s%s%s%s%s%s",
+             acc == O_WRONLY ? "O_WRONLY"
+             : acc == O_RDWR ? "O_RDWR"
+                             : "O_RDONLY",
              flags & O_CREAT ? "|O_CREAT" : "", flags & O_EXCL ? "|O_EXCL" : "", flags & O_TRUNC ? "|O_TRUNC" : "",
              flags & O_APPEND ? "|O_APPEND" : "", (flags & __O_TMPFILE) == __O_TMPFILE ? "|O_TMPFILE" : "");
 }
@@ -498,8 +520,9 @@ static void h_rename(call *c, int od, uint64_t oa, int nd, uint64_t na, unsigned
         rpath_close(&b);
         return respond(c, EACCES, 0);
     }
-    snprintf(c->text, TEXT_CAP, "rename %s -> %s%s%s%s", a.full, b.full, flags & RENAME_NOREPLACE ? " (RENAME_NOREPLACE)" : "",
-             flags & RENAME_EXCHANGE ? " (RENAME_EXCHANGE)" : "", flags & RENAME_WHITEOUT ? " (RENAME_WHITEOUT)" : "");
+    snprintf(c->text, TEXT_CAP, "rename %s -> %s%s%s%s", a.full, b.full,
+             flags & RENAME_NOREPLACE ? " (RENAME_NOREPLACE)" : "", flags & RENAME_EXCHANGE ? " (RENAME_EXCHANGE)" : "",
+             flags & RENAME_WHITEOUT ? " (RENAME_WHITEOUT)" : "");
     const char *env = pl_sandbox_path_writable(c->s->sb, a.full) && pl_sandbox_path_writable(c->s->sb, b.full)
                           ? NULL
                           : "outside the writable roots";
@@ -672,7 +695,10 @@ static void h_mknod(call *c, int adirfd, uint64_t pa, unsigned mode, unsigned lo
     if ((e = resolve(c, adirfd, path, 0, &r)) < 0) return respond(c, -e, 0);
     if (r.agent_fd >= 0) return respond(c, EEXIST, 0);
     snprintf(c->text, TEXT_CAP, "mknod %s (%s, mode %04o)", r.full,
-             type == S_IFIFO ? "fifo" : type == S_IFSOCK ? "socket" : "file", mode & 07777);
+             type == S_IFIFO    ? "fifo"
+             : type == S_IFSOCK ? "socket"
+                                : "file",
+             mode & 07777);
     const char *env = pl_sandbox_path_writable(c->s->sb, r.full) ? NULL : "outside the writable roots";
     int rc = -1;
     e = EACCES;
@@ -818,11 +844,11 @@ typedef struct smsg {
     struct sockaddr_storage ss; /* destination (valid when has_name) */
     socklen_t slen;
     int has_name;
-    char *data;                 /* payload copy (malloc) */
+    char *data; /* payload copy (malloc) */
     size_t dlen;
-    char *ctl;                  /* control copy with fds translated (malloc) */
+    char *ctl; /* control copy with fds translated (malloc) */
     size_t clen;
-    int fds[64];                /* supervisor copies of SCM_RIGHTS fds */
+    int fds[64]; /* supervisor copies of SCM_RIGHTS fds */
     int nfds;
 } smsg;
 
@@ -928,14 +954,21 @@ static long send_one(call *c, int sock, smsg *m, int flags) {
         socklen_t tl = sizeof type;
         getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl);
         snprintf(c->text, TEXT_CAP, "send %s %s (%zu bytes)",
-                 type == SOCK_DGRAM ? "datagram to" : type == SOCK_STREAM ? "stream to" : "packet to", dst, m->dlen);
+                 type == SOCK_DGRAM    ? "datagram to"
+                 : type == SOCK_STREAM ? "stream to"
+                                       : "packet to",
+                 dst, m->dlen);
         if (!decide(c, "network", c->text, NULL)) return -EACCES;
     } else {
         STAT_INC(c->s, passthrough);
     }
     struct iovec iov = {m->data, m->dlen};
-    struct msghdr h = {.msg_name = m->has_name ? &m->ss : NULL, .msg_namelen = m->has_name ? m->slen : 0,
-                       .msg_iov = &iov, .msg_iovlen = 1, .msg_control = m->ctl, .msg_controllen = m->clen};
+    struct msghdr h = {.msg_name = m->has_name ? &m->ss : NULL,
+                       .msg_namelen = m->has_name ? m->slen : 0,
+                       .msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = m->ctl,
+                       .msg_controllen = m->clen};
     int fl = fcntl(sock, F_GETFL);
     int nonblock = (fl >= 0 && (fl & O_NONBLOCK)) || (flags & MSG_DONTWAIT);
     for (;;) {
@@ -1009,7 +1042,8 @@ static void h_sendmmsg(call *c, int afd, uint64_t vec, unsigned vlen, int flags)
             break;
         }
         unsigned sent = (unsigned)r;
-        struct iovec l = {&sent, sizeof sent}, rv = {(void *)(uintptr_t)(at + offsetof(struct mmsghdr, msg_len)), sizeof sent};
+        struct iovec l = {&sent, sizeof sent},
+                     rv = {(void *)(uintptr_t)(at + offsetof(struct mmsghdr, msg_len)), sizeof sent};
         if (process_vm_writev(c->tid, &l, 1, &rv, 1, 0) != (ssize_t)sizeof sent) {
             err = EFAULT;
             break;
@@ -1017,17 +1051,19 @@ static void h_sendmmsg(call *c, int afd, uint64_t vec, unsigned vlen, int flags)
         done++;
     }
     close(sock);
-    if (done > 0) respond(c, 0, done);
-    else respond(c, err ? err : 0, 0);
+    if (done > 0)
+        respond(c, 0, done);
+    else
+        respond(c, err ? err : 0, 0);
 }
 
 /* ---- exec ------------------------------------------------------------------ */
 
 typedef struct argcopy {
-    char *buf;        /* NUL-separated strings */
-    size_t len;       /* bytes used */
-    uint64_t *ptrs;   /* the argv pointer values */
-    int argc;         /* entries */
+    char *buf;      /* NUL-separated strings */
+    size_t len;     /* bytes used */
+    uint64_t *ptrs; /* the argv pointer values */
+    int argc;       /* entries */
 } argcopy;
 
 static int copy_argv(call *c, uint64_t argv, argcopy *a) {
@@ -1124,8 +1160,10 @@ static int exec_identity(call *c, int adirfd, const char *path, int flags, dev_t
     struct stat st;
     char head[256];
     ssize_t n = 0;
-    if (fstat(fd, &st) < 0) n = -1;
-    else if (S_ISREG(st.st_mode) && !(fcntl(fd, F_GETFL) & O_PATH)) n = pread(fd, head, sizeof head - 1, 0);
+    if (fstat(fd, &st) < 0)
+        n = -1;
+    else if (S_ISREG(st.st_mode) && !(fcntl(fd, F_GETFL) & O_PATH))
+        n = pread(fd, head, sizeof head - 1, 0);
     close(fd);
     if (n < 0) return -EACCES;
     *dev = st.st_dev;
@@ -1226,7 +1264,8 @@ static void h_exec(call *c, int adirfd, uint64_t pa, uint64_t argv, int flags) {
     } else {
         char path2[PATH_MAX];
         argcopy b = {0};
-        if (copy_path(c, pa, path2) || copy_argv(c, argv, &b) || strcmp(path, path2) || !same_argv(&a, &b)) deny = EPERM;
+        if (copy_path(c, pa, path2) || copy_argv(c, argv, &b) || strcmp(path, path2) || !same_argv(&a, &b))
+            deny = EPERM;
         free_argv(&b);
         if (!deny && by_path) { /* the file and its interpreter line are still the decided ones */
             dev_t dev1 = 0;
@@ -1323,7 +1362,8 @@ static void *worker_main(void *arg) {
     umask(0);
     struct seccomp_notif_sizes sz;
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) < 0) ok = 0;
-    size_t nsz = ok && sz.seccomp_notif > sizeof(struct seccomp_notif) ? sz.seccomp_notif : sizeof(struct seccomp_notif);
+    size_t nsz =
+        ok && sz.seccomp_notif > sizeof(struct seccomp_notif) ? sz.seccomp_notif : sizeof(struct seccomp_notif);
     struct seccomp_notif *req = calloc(1, nsz);
     char *text = malloc(TEXT_CAP);
     if (!ok || !req || !text) {
@@ -1391,7 +1431,8 @@ static void stop_workers(pl_supervisor *s) {
 
 int pl_supervisor_wait(pl_supervisor *s) {
     int st = 0;
-    while (waitpid(s->sb->pid, &st, 0) < 0 && errno == EINTR) {}
+    while (waitpid(s->sb->pid, &st, 0) < 0 && errno == EINTR) {
+    }
     s->waited = 1;
     pl_sandbox_kill(s->sb);
     stop_workers(s);

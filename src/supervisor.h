@@ -18,11 +18,11 @@
 typedef struct pl_supervisor pl_supervisor;
 
 typedef struct pl_supervisor_opts {
-    pl_decide_fn decide;  /* the decider (e.g. pl_classifier_decide) */
-    void *decide_ctx;     /* its context */
+    pl_decide_fn decide;   /* the decider (e.g. pl_classifier_decide) */
+    void *decide_ctx;      /* its context */
     int decide_threadsafe; /* 0: calls are serialised with a mutex (decider.h contract) */
-    pl_audit *audit;      /* decision log, required (an audit failure denies) */
-    int n_workers;        /* worker threads; 0 = 8 */
+    pl_audit *audit;       /* decision log, required (an audit failure denies) */
+    int n_workers;         /* worker threads; 0 = 8 */
 } pl_supervisor_opts;
 
 typedef struct pl_supervisor_stats {

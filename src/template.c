@@ -87,14 +87,15 @@ int template_render(pl_template_kind kind, const char *sys, const char *user, co
                      : PL_OK;
         if (!rc) rc = str_appendz(prefix, "<|start_header_id|>user<|end_header_id|>\n\n");
         return rc ? rc
-                  : cat(suffix, (const char *const[]){user, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-                                                      ans, NULL});
+                  : cat(suffix, (const char *const[]){
+                                    user, "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", ans, NULL});
     case PL_TMPL_LLAMA2:
         rc = has_sys ? cat(prefix, (const char *const[]){"[INST] <<SYS>>\n", sys, "\n<</SYS>>\n\n", NULL})
                      : str_appendz(prefix, "[INST] ");
         return rc ? rc : cat(suffix, (const char *const[]){user, " [/INST]", ans, NULL});
     case PL_TMPL_MISTRAL:
-        rc = has_sys ? cat(prefix, (const char *const[]){"[INST] ", sys, "\n\n", NULL}) : str_appendz(prefix, "[INST] ");
+        rc =
+            has_sys ? cat(prefix, (const char *const[]){"[INST] ", sys, "\n\n", NULL}) : str_appendz(prefix, "[INST] ");
         return rc ? rc : cat(suffix, (const char *const[]){user, " [/INST]", ans, NULL});
     case PL_TMPL_PHI3:
         rc = has_sys ? cat(prefix, (const char *const[]){"<|system|>\n", sys, "<|end|>\n", NULL}) : PL_OK;

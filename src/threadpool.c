@@ -29,22 +29,22 @@
 #define SPIN_NS 50000
 
 struct pl_threadpool {
-    int n;               /* threads including the caller (>= 1) */
-    pthread_t *threads;  /* n - 1 workers, owned */
-    struct worker_arg {  /* per-worker start argument, owned (array of n - 1) */
+    int n;              /* threads including the caller (>= 1) */
+    pthread_t *threads; /* n - 1 workers, owned */
+    struct worker_arg { /* per-worker start argument, owned (array of n - 1) */
         struct pl_threadpool *pool;
         int ith;
-    } *wargs;
-    pl_task_fn fn;       /* current task; valid while a run is in flight */
+    } * wargs;
+    pl_task_fn fn; /* current task; valid while a run is in flight */
     void *arg;
-    atomic_uint gen;     /* run generation; bumped once per run (and at stop) */
-    atomic_int pending;  /* workers that have not finished the current run */
+    atomic_uint gen;            /* run generation; bumped once per run (and at stop) */
+    atomic_int pending;         /* workers that have not finished the current run */
     atomic_int n_sleeping;      /* workers blocked (or about to block) on wake */
     atomic_int caller_sleeping; /* 1 while the caller blocks on done */
-    atomic_bool stop;    /* set by free before the final gen bump */
-    pthread_mutex_t mu;  /* guards the condition-variable waits */
-    pthread_cond_t wake; /* workers sleep here waiting for gen */
-    pthread_cond_t done; /* the caller sleeps here waiting for pending == 0 */
+    atomic_bool stop;           /* set by free before the final gen bump */
+    pthread_mutex_t mu;         /* guards the condition-variable waits */
+    pthread_cond_t wake;        /* workers sleep here waiting for gen */
+    pthread_cond_t done;        /* the caller sleeps here waiting for pending == 0 */
 };
 
 /* Monotonic nanoseconds. */
@@ -70,8 +70,10 @@ static unsigned wait_for_gen(pl_threadpool *p, unsigned seen) {
         cpu_relax();
         if ((i & 63) == 63) {
             uint64_t t = now_ns();
-            if (!t0) t0 = t;
-            else if (t - t0 > SPIN_NS) break;
+            if (!t0)
+                t0 = t;
+            else if (t - t0 > SPIN_NS)
+                break;
         }
     }
     pthread_mutex_lock(&p->mu);
@@ -179,7 +181,8 @@ void pl_threadpool_run(pl_threadpool *pool, pl_task_fn fn, void *arg) {
         cpu_relax();
         if ((i & 63) == 63) {
             uint64_t t = now_ns();
-            if (!t0) t0 = t;
+            if (!t0)
+                t0 = t;
             else if (t - t0 > SPIN_NS) {
                 pthread_mutex_lock(&p->mu);
                 atomic_store(&p->caller_sleeping, 1);

@@ -24,8 +24,8 @@
 
 /* ---- pre-tokenizer definitions ----------------------------------------- */
 
-#define RE_QWEN2                                                                                                  \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}" \
+#define RE_QWEN2                                                                                                       \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}"     \
     "\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_GPT2 "<gpt2>"
 #define RE_LLAMA3 "<llama3>"
@@ -33,7 +33,7 @@
 
 /* One family of pre-tokenizers: the names that select it and its regexes. */
 typedef struct pre_family {
-    const char *names[16];   /* NULL-terminated */
+    const char *names[16];             /* NULL-terminated */
     const char *regex[TOK_MAX_SPLITS]; /* NULL-terminated; RE_* markers select hand-written matchers */
     bool ignore_merges;
     bool add_bos;
@@ -41,14 +41,20 @@ typedef struct pre_family {
 
 static const pre_family k_pre_families[] = {
     {{"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", NULL},
-     {RE_LLAMA3, NULL}, true, true},
+     {RE_LLAMA3, NULL},
+     true,
+     true},
     {{"dbrx", "smaug-bpe", NULL}, {RE_LLAMA3, NULL}, false, false},
     {{"qwen2", "deepseek-r1-qwen", "megrez", "stablelm2", "hunyuan", NULL}, {RE_QWEN2, NULL}, false, false},
     {{"starcoder", "smollm", "refact", "command-r", "codeshell", "exaone", "minerva-7b", NULL},
-     {"\\p{N}", RE_GPT2, NULL}, false, false},
+     {"\\p{N}", RE_GPT2, NULL},
+     false,
+     false},
     {{"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "mpt",
       "olmo", "jais", "trillion", "granite-docling", "exaone4", NULL},
-     {RE_GPT2, NULL}, false, false},
+     {RE_GPT2, NULL},
+     false,
+     false},
     {{"deepseek-coder", NULL}, {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}", NULL}, false, false},
     {{"default", NULL}, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]", NULL}, false, false},
 };
@@ -59,15 +65,9 @@ static const struct {
     unsigned char byte;
     const char *ascii; /* the ASCII members of the class, as a class body */
 } k_ucat[] = {
-    {"\\p{N}", 0xD1, "0-9"},
-    {"\\p{L}", 0xD2, "A-Za-z"},
-    {"\\p{P}", 0xD3, "!-#%-*,-/:-;?-@\\[-\\]_\\{\\}"},
-    {"\\p{M}", 0xD4, ""},
-    {"\\p{S}", 0xD5, "\\$\\+<->^`\\|"},
-    {"\\p{Lu}", 0xD2, "A-Za-z"},
-    {"\\p{Ll}", 0xD2, "A-Za-z"},
-    {"\\p{Lt}", 0xD2, "A-Za-z"},
-    {"\\p{Lm}", 0xD2, "A-Za-z"},
+    {"\\p{N}", 0xD1, "0-9"},     {"\\p{L}", 0xD2, "A-Za-z"},         {"\\p{P}", 0xD3, "!-#%-*,-/:-;?-@\\[-\\]_\\{\\}"},
+    {"\\p{M}", 0xD4, ""},        {"\\p{S}", 0xD5, "\\$\\+<->^`\\|"}, {"\\p{Lu}", 0xD2, "A-Za-z"},
+    {"\\p{Ll}", 0xD2, "A-Za-z"}, {"\\p{Lt}", 0xD2, "A-Za-z"},        {"\\p{Lm}", 0xD2, "A-Za-z"},
     {"\\p{Lo}", 0xD2, "A-Za-z"},
 };
 #define N_UCAT (sizeof k_ucat / sizeof k_ucat[0])
@@ -229,8 +229,12 @@ typedef struct piece_scan {
     int rc;
 } piece_scan;
 
-static uint32_t scan_cpt(const piece_scan *s, size_t pos) { return pos >= s->ini && pos < s->end ? s->cpts[pos] : OUT_OF_RANGE; }
-static uint16_t scan_flags(const piece_scan *s, size_t pos) { return pos >= s->ini && pos < s->end ? s->flags[pos] : 0; }
+static uint32_t scan_cpt(const piece_scan *s, size_t pos) {
+    return pos >= s->ini && pos < s->end ? s->cpts[pos] : OUT_OF_RANGE;
+}
+static uint16_t scan_flags(const piece_scan *s, size_t pos) {
+    return pos >= s->ini && pos < s->end ? s->flags[pos] : 0;
+}
 
 /* Ends the current word at `end`; returns its length. */
 static size_t scan_emit(piece_scan *s, size_t end) {
@@ -298,7 +302,8 @@ static void scan_gpt2(piece_scan *s) {
 
 static uint32_t ascii_lower(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
-/* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+/* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ */
 static void scan_llama3(piece_scan *s) {
     for (size_t pos = s->ini; pos < s->end;) {
         const uint32_t cpt = scan_cpt(s, pos);
@@ -443,7 +448,8 @@ static int bpe_word(const pl_vocab *v, const char *word, size_t wlen, tok_symbol
     for (size_t off = 0; off < wlen; n++) {
         size_t cl = tok_utf8_lead_len((unsigned char)word[off]);
         if (cl > wlen - off) cl = wlen - off;
-        sym[n] = (tok_symbol){.off = (uint32_t)off, .n = (uint32_t)cl, .prev = n - 1, .next = -1, .id = tok_lookup(v, word + off, cl)};
+        sym[n] = (tok_symbol){
+            .off = (uint32_t)off, .n = (uint32_t)cl, .prev = n - 1, .next = -1, .id = tok_lookup(v, word + off, cl)};
         off += cl;
         if (off < wlen) sym[n].next = n + 1;
     }
@@ -453,7 +459,8 @@ static int bpe_word(const pl_vocab *v, const char *word, size_t wlen, tok_symbol
     tok_bigram b;
     while (rc == PL_OK && tok_heap_pop(heap, &b)) {
         tok_symbol *ls = &sym[b.left], *rs = &sym[b.right];
-        if (ls->n == 0 || rs->n == 0 || ls->n != b.left_n || rs->n != b.right_n || ls->next != b.right) continue; /* stale */
+        if (ls->n == 0 || rs->n == 0 || ls->n != b.left_n || rs->n != b.right_n || ls->next != b.right)
+            continue; /* stale */
         ls->n += rs->n;
         rs->n = 0;
         ls->next = rs->next;
@@ -508,9 +515,12 @@ int tok_bpe_fragment(const pl_vocab *v, const char *text, size_t len, tok_ivec *
             static const unsigned char cat_byte[9] = {0xD0, 0xD0, 0xD1, 0xD2, 0xD0, 0xD4, 0xD3, 0xD5, 0xD0};
             for (size_t i = 0; i < n; i++) {
                 const uint32_t c = cpts[i];
-                if (c < 128) subj[i] = (unsigned char)c;
-                else if (flags[i] & TOK_CPT_WHITESPACE) subj[i] = 0x0B;
-                else if (sp->kind == TOK_SPLIT_ASCII) subj[i] = 0x80;
+                if (c < 128)
+                    subj[i] = (unsigned char)c;
+                else if (flags[i] & TOK_CPT_WHITESPACE)
+                    subj[i] = 0x0B;
+                else if (sp->kind == TOK_SPLIT_ASCII)
+                    subj[i] = 0x80;
                 else {
                     /* category bit 0x01..0x80 -> index 1..8: UNDEFINED, N, L, Z, M, P, S, C */
                     unsigned cat = flags[i] & TOK_CPT_CATEGORY_MASK, idx = 0;
@@ -529,9 +539,12 @@ int tok_bpe_fragment(const pl_vocab *v, const char *text, size_t len, tok_ivec *
             for (size_t p = 0; p < offs.n && s.rc == PL_OK; p++) {
                 s.ini = s.prev_end = start;
                 s.end = start + offs.v[p];
-                if (sp->kind == TOK_SPLIT_GPT2) scan_gpt2(&s);
-                else if (sp->kind == TOK_SPLIT_LLAMA3) scan_llama3(&s);
-                else scan_cjk(&s);
+                if (sp->kind == TOK_SPLIT_GPT2)
+                    scan_gpt2(&s);
+                else if (sp->kind == TOK_SPLIT_LLAMA3)
+                    scan_llama3(&s);
+                else
+                    scan_cjk(&s);
                 start = s.end;
             }
             if ((rc = s.rc) != PL_OK) goto done;

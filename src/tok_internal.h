@@ -73,12 +73,12 @@ int tok_ivec_push(tok_ivec *vec, int32_t x);
  * highest priority first and, among equal priorities, the smallest left
  * index (the order of llama.cpp's llm_bigram_spm / llm_bigram_bpe queues). */
 typedef struct tok_bigram {
-    double priority; /* SPM: token score; BPE: -merge rank */
-    int32_t left;    /* symbol index of the left half */
-    int32_t right;   /* symbol index of the right half */
-    uint32_t size;   /* SPM: bytes of the merged text; BPE: unused */
-    uint32_t left_n; /* BPE: byte length of the left half when queued */
-    uint32_t right_n;/* BPE: byte length of the right half when queued */
+    double priority;  /* SPM: token score; BPE: -merge rank */
+    int32_t left;     /* symbol index of the left half */
+    int32_t right;    /* symbol index of the right half */
+    uint32_t size;    /* SPM: bytes of the merged text; BPE: unused */
+    uint32_t left_n;  /* BPE: byte length of the left half when queued */
+    uint32_t right_n; /* BPE: byte length of the right half when queued */
 } tok_bigram;
 
 typedef struct tok_heap {
@@ -93,11 +93,11 @@ bool tok_heap_pop(tok_heap *h, tok_bigram *out);
 
 /* One symbol of a word being merged: a byte range of the word. */
 typedef struct tok_symbol {
-    uint32_t off;  /* first byte in the word */
-    uint32_t n;    /* bytes; 0 once merged into its left neighbour */
-    int32_t prev;  /* previous live symbol, -1 at the start */
-    int32_t next;  /* next live symbol, -1 at the end */
-    int32_t id;    /* BPE: token id of the symbol's text, -1 if none */
+    uint32_t off; /* first byte in the word */
+    uint32_t n;   /* bytes; 0 once merged into its left neighbour */
+    int32_t prev; /* previous live symbol, -1 at the start */
+    int32_t next; /* next live symbol, -1 at the end */
+    int32_t id;   /* BPE: token id of the symbol's text, -1 if none */
 } tok_symbol;
 
 /* ---- the vocabulary ------------------------------------------------------ */
@@ -135,17 +135,17 @@ typedef struct tok_split {
 
 struct pl_vocab {
     enum tok_model model;
-    char model_name[8];  /* "gpt2" or "llama" */
-    char *pre_name;      /* pre-tokenizer name as read ("default" if none), owned */
-    int32_t n_tokens;    /* > 0 */
+    char model_name[8]; /* "gpt2" or "llama" */
+    char *pre_name;     /* pre-tokenizer name as read ("default" if none), owned */
+    int32_t n_tokens;   /* > 0 */
 
-    const char **text;   /* [n_tokens] stored token text, borrowed from the gguf_file or arena */
-    uint32_t *text_len;  /* [n_tokens] bytes */
-    float *score;        /* [n_tokens] SPM scores (0 when absent) */
-    uint16_t *attr;      /* [n_tokens] TOK_ATTR_* bits */
-    char *arena;         /* owned storage for renamed empty tokens ("[EMPTY_i]") */
+    const char **text;  /* [n_tokens] stored token text, borrowed from the gguf_file or arena */
+    uint32_t *text_len; /* [n_tokens] bytes */
+    float *score;       /* [n_tokens] SPM scores (0 when absent) */
+    uint16_t *attr;     /* [n_tokens] TOK_ATTR_* bits */
+    char *arena;        /* owned storage for renamed empty tokens ("[EMPTY_i]") */
 
-    int32_t *hash;       /* [hash_mask+1] open-addressing text -> id, -1 = empty */
+    int32_t *hash; /* [hash_mask+1] open-addressing text -> id, -1 = empty */
     size_t hash_mask;
 
     uint64_t *merge_key; /* [merge_mask+1] (left id << 32 | right id), UINT64_MAX = empty */
@@ -155,7 +155,7 @@ struct pl_vocab {
     char *piece;         /* concatenated token_to_piece strings, owned */
     uint64_t *piece_off; /* [n_tokens+1] offsets into piece */
 
-    int32_t *special;    /* ids matched as text before tokenizing, longest text first */
+    int32_t *special; /* ids matched as text before tokenizing, longest text first */
     size_t n_special;
 
     int32_t bos, eos, unk;   /* -1 when none */

@@ -13,7 +13,8 @@
 #include "probelogits.h"
 #include "tok_internal.h"
 
-static int spm_try_bigram(const pl_vocab *v, const char *text, const tok_symbol *sym, int32_t l, int32_t r, tok_heap *heap) {
+static int spm_try_bigram(const pl_vocab *v, const char *text, const tok_symbol *sym, int32_t l, int32_t r,
+                          tok_heap *heap) {
     if (l < 0 || r < 0) return PL_OK;
     const uint32_t size = sym[l].n + sym[r].n;
     const int32_t id = tok_lookup(v, text + sym[l].off, size);
@@ -24,7 +25,8 @@ static int spm_try_bigram(const pl_vocab *v, const char *text, const tok_symbol 
 
 int tok_spm_fragment(const pl_vocab *v, const char *text, size_t len, tok_ivec *out, pl_err *err) {
     if (len == 0) return PL_OK;
-    if (len > UINT32_MAX / 2) return pl_fail(err, PL_ERR_RANGE, "text fragment of %zu bytes is too long to tokenize", len);
+    if (len > UINT32_MAX / 2)
+        return pl_fail(err, PL_ERR_RANGE, "text fragment of %zu bytes is too long to tokenize", len);
     tok_symbol *sym = malloc(len * sizeof *sym);
     if (!sym) return pl_fail(err, PL_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
     int32_t n = 0;

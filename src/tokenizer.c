@@ -144,7 +144,8 @@ static bool vtype_is_integer(uint32_t t) {
 static bool vtype_is_signed(uint32_t t) { return t == GGUF_I8 || t == GGUF_I16 || t == GGUF_I32 || t == GGUF_I64; }
 
 /* Reads an optional token-id key into *id; *present tells whether it exists. */
-static int read_token_id(const gguf_file *f, const char *key, int32_t n_tokens, int32_t *id, bool *present, pl_err *err) {
+static int read_token_id(const gguf_file *f, const char *key, int32_t n_tokens, int32_t *id, bool *present,
+                         pl_err *err) {
     const gguf_kv *kv = gguf_find(f, key);
     if (present) *present = kv != NULL;
     if (!kv) return PL_OK;
@@ -175,28 +176,60 @@ static void set_attr_by_text(pl_vocab *v, const char *s, uint16_t set, uint16_t 
 }
 
 /* Token texts llama.cpp marks as control (end-of-generation and FIM tokens). */
-static const char *const k_eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
-    "[e~[", NULL};
+static const char *const k_eog_texts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<|return|>",
+                                          "<|call|>",
+                                          "<|flush|>",
+                                          "<|calls|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "</s>",
+                                          "<|eom_id|>",
+                                          "<EOT>",
+                                          "_<EOT>",
+                                          "[EOT]",
+                                          "[EOS]",
+                                          "<|end_of_text|>",
+                                          "<end_of_utterance>",
+                                          "<eos>",
+                                          "<turn|>",
+                                          "<|tool_response>",
+                                          "<\xef\xbd\x9c"
+                                          "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                          "[e~[",
+                                          NULL};
 
 static const struct {
-    const char *key;           /* metadata key that, when set, disables detection by text */
-    const char *alt_key;       /* deprecated key with the same effect, or NULL */
-    const char *texts[10];     /* NULL-terminated */
+    const char *key;       /* metadata key that, when set, disables detection by text */
+    const char *alt_key;   /* deprecated key with the same effect, or NULL */
+    const char *texts[10]; /* NULL-terminated */
 } k_fim_detect[] = {
-    {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id",
-     {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>",
-      "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL}},
-    {"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id",
-     {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>",
-      "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL}},
-    {"tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id",
-     {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>",
-      "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL}},
+    {"tokenizer.ggml.fim_pre_token_id",
+     "tokenizer.ggml.prefix_token_id",
+     {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+      "<\xef\xbd\x9c"
+      "fim\xe2\x96\x81"
+      "begin\xef\xbd\x9c>",
+      "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL}},
+    {"tokenizer.ggml.fim_suf_token_id",
+     "tokenizer.ggml.suffix_token_id",
+     {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+      "<\xef\xbd\x9c"
+      "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+      "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL}},
+    {"tokenizer.ggml.fim_mid_token_id",
+     "tokenizer.ggml.middle_token_id",
+     {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+      "<\xef\xbd\x9c"
+      "fim\xe2\x96\x81"
+      "end\xef\xbd\x9c>",
+      "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL}},
     {"tokenizer.ggml.fim_pad_token_id", NULL, {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", NULL}},
-    {"tokenizer.ggml.fim_rep_token_id", NULL, {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL}},
+    {"tokenizer.ggml.fim_rep_token_id",
+     NULL,
+     {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL}},
     {"tokenizer.ggml.fim_sep_token_id", NULL, {"<|file_sep|>", NULL}},
 };
 
@@ -205,8 +238,10 @@ static const struct {
  * its hash map yields; vocabularies hold at most one per kind in practice. */
 static void detect_special_by_text(pl_vocab *v, const gguf_file *f) {
     for (size_t k = 0; k < sizeof k_fim_detect / sizeof k_fim_detect[0]; k++) {
-        if (gguf_find(f, k_fim_detect[k].key) || (k_fim_detect[k].alt_key && gguf_find(f, k_fim_detect[k].alt_key))) continue;
-        for (size_t t = 0; k_fim_detect[k].texts[t]; t++) set_attr_by_text(v, k_fim_detect[k].texts[t], TOK_ATTR_CONTROL, 0);
+        if (gguf_find(f, k_fim_detect[k].key) || (k_fim_detect[k].alt_key && gguf_find(f, k_fim_detect[k].alt_key)))
+            continue;
+        for (size_t t = 0; k_fim_detect[k].texts[t]; t++)
+            set_attr_by_text(v, k_fim_detect[k].texts[t], TOK_ATTR_CONTROL, 0);
     }
     for (size_t t = 0; k_eog_texts[t]; t++) set_attr_by_text(v, k_eog_texts[t], TOK_ATTR_CONTROL, 0);
     static const char *const always_render[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
@@ -286,7 +321,8 @@ static int build_special_cache(pl_vocab *v) {
     }
     n = 0;
     for (int32_t i = 0; i < v->n_tokens; i++)
-        if (v->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)) tmp[n++] = (special_sort){v->text_len[i], i};
+        if (v->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN))
+            tmp[n++] = (special_sort){v->text_len[i], i};
     qsort(tmp, n, sizeof *tmp, cmp_special);
     for (size_t i = 0; i < n; i++) v->special[i] = tmp[i].id;
     v->n_special = n;
@@ -446,8 +482,8 @@ static int load_tokens(pl_vocab *v, const gguf_file *f, pl_err *err) {
     for (int32_t i = 0; i < n; i++) {
         gguf_str s = tk->arr_strs[i];
         if (s.len > TOK_MAX_TOKEN_BYTES)
-            return pl_fail(err, PL_ERR_FORMAT, "token %d is %llu bytes long (limit %u)", (int)i, (unsigned long long)s.len,
-                           TOK_MAX_TOKEN_BYTES);
+            return pl_fail(err, PL_ERR_FORMAT, "token %d is %llu bytes long (limit %u)", (int)i,
+                           (unsigned long long)s.len, TOK_MAX_TOKEN_BYTES);
         if (s.len == 0) { /* llama.cpp renames empty tokens */
             int w = snprintf(arena, 24, "[EMPTY_%d]", (int)i);
             s.ptr = arena;
@@ -465,7 +501,7 @@ static int load_tokens(pl_vocab *v, const gguf_file *f, pl_err *err) {
         uint16_t attr = TOK_ATTR_NORMAL;
         if (ty) {
             int64_t t = gguf_arr_i64(ty, (uint64_t)i);
-            static const uint16_t map[7] = {TOK_ATTR_UNDEFINED, TOK_ATTR_NORMAL, TOK_ATTR_UNKNOWN, TOK_ATTR_CONTROL,
+            static const uint16_t map[7] = {TOK_ATTR_UNDEFINED,    TOK_ATTR_NORMAL, TOK_ATTR_UNKNOWN, TOK_ATTR_CONTROL,
                                             TOK_ATTR_USER_DEFINED, TOK_ATTR_UNUSED, TOK_ATTR_BYTE};
             if (t < 0 || t > 6)
                 return pl_fail(err, PL_ERR_FORMAT, "token %d has token_type %lld (valid: 0..6)", (int)i, (long long)t);
@@ -474,8 +510,8 @@ static int load_tokens(pl_vocab *v, const gguf_file *f, pl_err *err) {
         v->attr[i] = attr;
         unsigned byte;
         if ((attr & TOK_ATTR_BYTE) && !parse_byte_token(s.ptr, (size_t)s.len, &byte))
-            return pl_fail(err, PL_ERR_FORMAT, "byte token %d is '%.*s', expected <0xHH>", (int)i, (int)(s.len > 32 ? 32 : s.len),
-                           s.ptr);
+            return pl_fail(err, PL_ERR_FORMAT, "byte token %d is '%.*s', expected <0xHH>", (int)i,
+                           (int)(s.len > 32 ? 32 : s.len), s.ptr);
         if (v->model == TOK_MODEL_BPE && (attr & TOK_ATTR_NORMAL) && !pl_utf8_valid(s.ptr, (size_t)s.len))
             return pl_fail(err, PL_ERR_FORMAT, "token %d is not valid UTF-8", (int)i);
         size_t h = (size_t)hash_bytes(s.ptr, (size_t)s.len) & v->hash_mask;
@@ -501,13 +537,16 @@ static int load_merges(pl_vocab *v, const gguf_file *f, pl_err *err) {
     if (!v->merge_mask) return pl_fail(err, PL_ERR_NOMEM, "merge table too large");
     v->merge_key = malloc((v->merge_mask + 1) * sizeof *v->merge_key);
     v->merge_rank = malloc((v->merge_mask + 1) * sizeof *v->merge_rank);
-    if (!v->merge_key || !v->merge_rank) return pl_fail(err, PL_ERR_NOMEM, "out of memory for %llu merges", (unsigned long long)mk->arr_n);
+    if (!v->merge_key || !v->merge_rank)
+        return pl_fail(err, PL_ERR_NOMEM, "out of memory for %llu merges", (unsigned long long)mk->arr_n);
     memset(v->merge_key, 0xff, (v->merge_mask + 1) * sizeof *v->merge_key);
     for (uint64_t r = 0; r < mk->arr_n; r++) {
         gguf_str s = mk->arr_strs[r];
         const char *sp = s.len >= 2 ? memchr(s.ptr + 1, ' ', (size_t)s.len - 1) : NULL; /* first space after byte 0 */
         const int shown = (int)(s.len > 64 ? 64 : s.len);
-        if (!sp) return pl_fail(err, PL_ERR_FORMAT, "merge %llu '%.*s' is not \"left right\"", (unsigned long long)r, shown, s.ptr);
+        if (!sp)
+            return pl_fail(err, PL_ERR_FORMAT, "merge %llu '%.*s' is not \"left right\"", (unsigned long long)r, shown,
+                           s.ptr);
         const size_t ll = (size_t)(sp - s.ptr);
         const int32_t l = tok_lookup(v, s.ptr, ll);
         const int32_t rt = tok_lookup(v, sp + 1, (size_t)s.len - ll - 1);
@@ -531,8 +570,10 @@ static int load_all(pl_vocab *v, const gguf_file *f, pl_err *err) {
     if (rc == PL_ERR_ARG) return pl_fail(err, PL_ERR_FORMAT, "tokenizer.ggml.model is missing: not a vocabulary");
     if (rc != PL_OK) return rc;
     rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err);
-    if (rc == PL_ERR_ARG) pre = (gguf_str){"", 0};
-    else if (rc != PL_OK) return rc;
+    if (rc == PL_ERR_ARG)
+        pre = (gguf_str){"", 0};
+    else if (rc != PL_OK)
+        return rc;
 
     if (str_eq(model, "llama")) {
         v->model = TOK_MODEL_SPM;
@@ -547,7 +588,8 @@ static int load_all(pl_vocab *v, const gguf_file *f, pl_err *err) {
         v->bos = 11, v->eos = 11, v->unk = -1;
         v->add_bos = false, v->add_eos = false, v->add_space_prefix = false;
     } else {
-        return pl_fail(err, PL_ERR_UNSUPPORTED, "unknown tokenizer model: '%.*s'", (int)(model.len > 64 ? 64 : model.len), model.ptr);
+        return pl_fail(err, PL_ERR_UNSUPPORTED, "unknown tokenizer model: '%.*s'",
+                       (int)(model.len > 64 ? 64 : model.len), model.ptr);
     }
     if (!v->pre_name) return pl_fail(err, PL_ERR_NOMEM, "out of memory");
     if (v->model == TOK_MODEL_BPE && strlen(v->pre_name) != pre.len && pre.len)
@@ -568,9 +610,11 @@ static int load_all(pl_vocab *v, const gguf_file *f, pl_err *err) {
     if ((rc = read_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos, err)) != PL_OK) return rc;
     if ((rc = read_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos, err)) != PL_OK) return rc;
     if (v->add_bos && v->bos < 0)
-        return pl_fail(err, PL_ERR_FORMAT, "tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
+        return pl_fail(err, PL_ERR_FORMAT,
+                       "tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
     if (v->add_eos && v->eos < 0)
-        return pl_fail(err, PL_ERR_FORMAT, "tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set");
+        return pl_fail(err, PL_ERR_FORMAT,
+                       "tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set");
 
     detect_special_by_text(v, f);
     if (build_special_cache(v) != PL_OK || build_pieces(v) != PL_OK)
@@ -752,8 +796,10 @@ static int tokenize_into(const pl_vocab *v, const char *text, size_t len, int fl
     } else {
         for (size_t i = 0; i < frags.n && rc == PL_OK; i++) {
             const fragment fr = frags.v[i];
-            if (fr.token >= 0) rc = tok_ivec_push(out, fr.token);
-            else if ((rc = tok_bpe_fragment(v, text + fr.off, fr.len, out, err)) != PL_OK) goto done;
+            if (fr.token >= 0)
+                rc = tok_ivec_push(out, fr.token);
+            else if ((rc = tok_bpe_fragment(v, text + fr.off, fr.len, out, err)) != PL_OK)
+                goto done;
         }
     }
     if (rc != PL_OK) goto nomem;

@@ -29,10 +29,26 @@ static inline bool pl_mul_u64_ok(uint64_t a, uint64_t b, uint64_t *out) { return
 
 /* Unaligned little-endian loads (the host is little-endian x86-64; memcpy
  * keeps them free of alignment and aliasing undefined behaviour). */
-static inline uint16_t pl_load_u16(const void *p) { uint16_t v; memcpy(&v, p, sizeof v); return v; }
-static inline uint32_t pl_load_u32(const void *p) { uint32_t v; memcpy(&v, p, sizeof v); return v; }
-static inline uint64_t pl_load_u64(const void *p) { uint64_t v; memcpy(&v, p, sizeof v); return v; }
-static inline float pl_load_f32(const void *p) { float v; memcpy(&v, p, sizeof v); return v; }
+static inline uint16_t pl_load_u16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline uint32_t pl_load_u32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline uint64_t pl_load_u64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline float pl_load_f32(const void *p) {
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 /* Reads a whole file into a malloc'ed buffer (NUL-terminated, the NUL not
  * counted in *len). Returns 0 or a negative status with a message in err. */

@@ -50,7 +50,8 @@ static inline void gb_kv_f32(gb *b, const char *key, float val) {
     gb_f32(b, val);
 }
 /* Tensor info: name, 2-D shape, type, offset. */
-static inline void gb_tensor(gb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t off) {
+static inline void gb_tensor(gb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                             uint64_t off) {
     gb_str(b, name);
     gb_u32(b, n_dims);
     for (uint32_t i = 0; i < n_dims; i++) gb_u64(b, ne[i]);

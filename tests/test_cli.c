@@ -107,8 +107,8 @@ static void test_probe_classify(void) {
     snprintf(cmd, sizeof cmd, BIN " probe -m %s --template chatml --labels Yes,No --alpha 0.5 'rm -rf ~/.ssh'", m);
     CHECK(run(cmd) == 0, "probe");
     json_object *j = json_tokener_parse(out_buf), *v;
-    static const char *const keys[] = {"labels", "token_ids", "logits", "probs", "calibrated_probs", "label",
-                                       "confidence", "margin", "alpha", "ms"};
+    static const char *const keys[] = {"labels", "token_ids",  "logits", "probs", "calibrated_probs",
+                                       "label",  "confidence", "margin", "alpha", "ms"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         CHECK(j && json_object_object_get_ex(j, keys[i], &v), "probe JSON has %s", keys[i]);
     CHECK(j && json_object_object_get_ex(j, "alpha", &v) && json_object_get_double(v) == 0.5, "alpha echoed");
@@ -127,7 +127,7 @@ static void test_probe_classify(void) {
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
         json_object *o = json_tokener_parse(line);
         static const char *const ck[] = {"action", "class", "decision", "p_dangerous", "confidence",
-                                         "margin", "alpha", "rule", "latency_ms"};
+                                         "margin", "alpha", "rule",     "latency_ms"};
         for (size_t i = 0; i < sizeof ck / sizeof ck[0]; i++)
             CHECK(o && json_object_object_get_ex(o, ck[i], &v), "classify line %d has %s", lines, ck[i]);
         if (lines == 0)
@@ -166,8 +166,8 @@ static void test_probe_classify(void) {
                  "/tmp/pl_test_cli.snap x");
     CHECK(run(cmd) == 1 && stderr_has("another model"), "snapshot of another model refused");
     unlink("/tmp/pl_test_cli.snap");
-    snprintf(cmd, sizeof cmd, "printf 'rules: [' > /tmp/pl_bad.yaml; " BIN " classify -m %s --policy /tmp/pl_bad.yaml x",
-             m);
+    snprintf(cmd, sizeof cmd,
+             "printf 'rules: [' > /tmp/pl_bad.yaml; " BIN " classify -m %s --policy /tmp/pl_bad.yaml x", m);
     CHECK(run(cmd) == 1 && stderr_has("pl_bad.yaml:"), "bad policy: file and line");
     unlink("/tmp/pl_bad.yaml");
 }

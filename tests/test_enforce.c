@@ -114,12 +114,12 @@ static off_t fsize(const char *name) {
     return stat(p, &st) == 0 ? st.st_size : -1;
 }
 
-#define ACHECK(cond)                                                                                          \
-    do {                                                                                                      \
-        if (!(cond)) {                                                                                        \
-            dprintf(2, "agent FAIL line %d: %s (errno %d %s)\n", __LINE__, #cond, errno, strerror(errno));    \
-            fails++;                                                                                          \
-        }                                                                                                     \
+#define ACHECK(cond)                                                                                                   \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            dprintf(2, "agent FAIL line %d: %s (errno %d %s)\n", __LINE__, #cond, errno, strerror(errno));             \
+            fails++;                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /* 1 when a write-open of ws/name is refused with EACCES. */
@@ -397,7 +397,8 @@ static int agent_paths(void *arg) {
     /* bad pointers */
     errno = 0;
     ACHECK(syscall(SYS_openat, AT_FDCWD, (void *)1, O_WRONLY | O_CREAT, 0644) < 0 && errno == EFAULT);
-    ACHECK(syscall(SYS_openat, AT_FDCWD, (void *)0xffff888000000000UL, O_WRONLY | O_CREAT, 0644) < 0 && errno == EFAULT);
+    ACHECK(syscall(SYS_openat, AT_FDCWD, (void *)0xffff888000000000UL, O_WRONLY | O_CREAT, 0644) < 0 &&
+           errno == EFAULT);
     ACHECK(syscall(SYS_unlink, (void *)16) < 0 && errno == EFAULT);
     ACHECK(syscall(SYS_rename, "forbidden_keep", (void *)16) < 0 && errno == EFAULT);
     ACHECK(syscall(SYS_execve, (void *)16, NULL, NULL) < 0 && errno == EFAULT);
@@ -668,7 +669,8 @@ static int agent_pending(void *arg) {
     if (fd >= 0) close(fd);
     wpath(p, "PENDING_x");
     fd = open(p, O_WRONLY | O_CREAT, 0644); /* the supervisor dies while deciding this */
-    if (write(log, "X", 1) != 1) {}        /* must never run */
+    if (write(log, "X", 1) != 1) {
+    } /* must never run */
     return 0;
 }
 static int pending_decide(void *ctx, const char *cls, const char *text, size_t len, pl_verdict *v) {
@@ -703,22 +705,23 @@ static int run_argv(char *const argv[], pl_decide_fn dfn, void *dctx) {
 static void write_file(const char *path, const char *text, mode_t mode) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd >= 0) {
-        if (write(fd, text, strlen(text)) < 0) {}
-        if (fchown(fd, 65534, 65534) != 0) {}
+        if (write(fd, text, strlen(text)) < 0) {
+        }
+        if (fchown(fd, 65534, 65534) != 0) {
+        }
         close(fd);
     }
 }
-
 
 /* ---- 7. engine agent ------------------------------------------------------------- */
 
 static int agent_engine_stub(void *arg) {
     (void)arg;
     int fails = 0;
-    ACHECK(!denied_write("rule_allowed"));  /* deterministic allow rule */
-    ACHECK(denied_write("rule_denied"));    /* deterministic deny rule */
-    ACHECK(denied_write("probe_denied"));   /* no rule: the probe, file_write deny: 0 */
-    pid_t p = fork();                       /* exec: the probe, deny: 1 => allowed */
+    ACHECK(!denied_write("rule_allowed")); /* deterministic allow rule */
+    ACHECK(denied_write("rule_denied"));   /* deterministic deny rule */
+    ACHECK(denied_write("probe_denied"));  /* no rule: the probe, file_write deny: 0 */
+    pid_t p = fork();                      /* exec: the probe, deny: 1 => allowed */
     if (p == 0) {
         char *av[] = {"true", NULL};
         execv("/bin/true", av);
@@ -740,15 +743,17 @@ static int real_programs(void) {
     wpath(p, "src");
     mkdir(p, 0755);
     wpath(p, "src/hello.c");
-    write_file(p, "#include <stdio.h>\nint add(int a, int b) { return a + b; }\n"
-                  "int main(void) { printf(\"hello %d\\n\", add(2, 3)); return add(2, 3) == 5 ? 0 : 1; }\n", 0644);
+    write_file(p,
+               "#include <stdio.h>\nint add(int a, int b) { return a + b; }\n"
+               "int main(void) { printf(\"hello %d\\n\", add(2, 3)); return add(2, 3) == 5 ? 0 : 1; }\n",
+               0644);
     wpath(p, "src/Makefile");
     write_file(p, "hello: hello.c\n\tgcc -O1 -o hello hello.c\ntest: hello\n\t./hello | grep -q 'hello 5'\n", 0644);
     snprintf(cmd, sizeof cmd, "cd %s && tar cf proj.tar src && rm -rf src && chown 65534:65534 proj.tar", ws);
     if (system(cmd) != 0) return 100;
     snprintf(home, sizeof home, "%s/home", ws);
-    snprintf(p, sizeof p, "mkdir -p %s/.ssh && echo 'FAKE PRIVATE KEY' > %s/.ssh/id_rsa && chown -R 65534 %s", home, home,
-             home);
+    snprintf(p, sizeof p, "mkdir -p %s/.ssh && echo 'FAKE PRIVATE KEY' > %s/.ssh/id_rsa && chown -R 65534 %s", home,
+             home, home);
     if (system(p) != 0) return 101;
     snprintf(victim, sizeof victim, "/var/lib/pl_enf_victim_%d", (int)getpid());
     snprintf(p, sizeof p, "mkdir -p %s/sub && echo data > %s/sub/file && chmod -R 777 %s", victim, victim, victim);
@@ -776,7 +781,8 @@ static int real_programs(void) {
     deny_port[0] = 0;
     if (rc != 0) fails++;
     snprintf(cmd, sizeof cmd, "cat %s >&2", out);
-    if (getenv("PL_TRANSCRIPT") && system(cmd) != 0) {}
+    if (getenv("PL_TRANSCRIPT") && system(cmd) != 0) {
+    }
     FILE *f = fopen(out, "r");
     char buf[16384] = "";
     size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
@@ -801,7 +807,8 @@ static int real_programs(void) {
     }
     close(l);
     snprintf(p, sizeof p, "rm -rf %s %s", victim, etcf);
-    if (system(p) != 0) {}
+    if (system(p) != 0) {
+    }
     return fails;
 }
 
@@ -873,8 +880,8 @@ int main(void) {
     /* 1. inheritance */
     rc = run_agent(agent_inherit, NULL);
     CHECK(rc == 0, "inheritance: %d failed checks", rc);
-    const char *inh[] = {"forbidden_main", "forbidden_t1", "forbidden_t2", "forbidden_fork", "forbidden_vfork",
-                         "forbidden_fthr", "forbidden_spawn", "forbidden_daemon"};
+    const char *inh[] = {"forbidden_main",  "forbidden_t1",   "forbidden_t2",    "forbidden_fork",
+                         "forbidden_vfork", "forbidden_fthr", "forbidden_spawn", "forbidden_daemon"};
     int leaked = 0;
     for (size_t i = 0; i < sizeof inh / sizeof inh[0]; i++) leaked += exists(inh[i]);
     CHECK(leaked == 0 && exists("ok_spawn"), "inheritance: %d forbidden files exist", leaked);
@@ -949,7 +956,8 @@ int main(void) {
     t0 = pl_now();
     rc = run_agent(agent_race_exec, NULL);
     CHECK(rc == 0 && !exists("exec_marker"), "RACE exec: the forbidden binary ran");
-    fprintf(stderr, "exec race: %d tries in %.1f s, forbidden runs: %d\n", race_n, pl_now() - t0, exists("exec_marker"));
+    fprintf(stderr, "exec race: %d tries in %.1f s, forbidden runs: %d\n", race_n, pl_now() - t0,
+            exists("exec_marker"));
     atomic_store(&rstop, 0);
 
     /* 3. path tricks */
@@ -962,7 +970,8 @@ int main(void) {
     wpath(p, "forbidden_dir");
     mkdir(p, 0777);
     chmod(p, 0777);
-    const char *links[][2] = {{"okdir", "dlnk"}, {"forbidden_dir", "dalt"}, {"ok_tgt", "flnk"}, {"forbidden_tgt", "falt"}};
+    const char *links[][2] = {
+        {"okdir", "dlnk"}, {"forbidden_dir", "dalt"}, {"ok_tgt", "flnk"}, {"forbidden_tgt", "falt"}};
     for (int i = 0; i < 4; i++) {
         wpath(p, links[i][1]);
         CHECK(symlink(links[i][0], p) == 0, "symlink");
@@ -978,10 +987,11 @@ int main(void) {
     struct stat st;
     CHECK(stat("/etc/pl_enf_victim", &st) == 0 && st.st_size == 6, "path tricks: /etc victim modified");
     CHECK(fsize("forbidden_tgt") == 0 && !exists("forbidden_dir/f") && !exists("forbidden_dd") &&
-              !exists("forbidden_pf") && !exists("forbidden_cw") && !exists("forbidden_pg") && exists("forbidden_keep") &&
-              exists("ok_pf") && exists("ok_pg"),
+              !exists("forbidden_pf") && !exists("forbidden_cw") && !exists("forbidden_pg") &&
+              exists("forbidden_keep") && exists("ok_pf") && exists("ok_pg"),
           "path tricks: a forbidden effect happened (tgt %lld)", (long long)fsize("forbidden_tgt"));
-    fprintf(stderr, "symlink swap: forbidden target size %lld (0 = never written)\n", (long long)fsize("forbidden_tgt"));
+    fprintf(stderr, "symlink swap: forbidden target size %lld (0 = never written)\n",
+            (long long)fsize("forbidden_tgt"));
     unlink("/etc/pl_enf_victim");
 
     /* 4. exec variants */
@@ -1050,7 +1060,8 @@ int main(void) {
         w = waitpid(agent_pid, &st2, WNOHANG);
         if (w != agent_pid) usleep(10000);
     }
-    while (waitpid(-1, NULL, WNOHANG) > 0) {} /* the orphaned watchdog */
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    } /* the orphaned watchdog */
     CHECK(w == agent_pid && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL, "supervisor crash: agent status 0x%x", st2);
     CHECK(exists("alive") && fsize("after.log") == 0 && !exists("PENDING_x"),
           "supervisor crash: the agent ran on (after.log %lld)", (long long)fsize("after.log"));
@@ -1078,7 +1089,8 @@ int main(void) {
             rc = run_agent_with(agent_engine_stub, NULL, pl_engine_decide, eng);
             CHECK(rc == 0, "engine agent: %d failed checks", rc);
             CHECK(exists("rule_allowed") && !exists("rule_denied") && !exists("probe_denied"), "engine effects");
-            fprintf(stderr, "engine end to end: %lu decisions (rule allow, rule deny, probe deny)\n", last_stats.decided);
+            fprintf(stderr, "engine end to end: %lu decisions (rule allow, rule deny, probe deny)\n",
+                    last_stats.decided);
         }
         pl_engine_free(eng);
         pl_policy_free(policy);
@@ -1095,6 +1107,7 @@ int main(void) {
     if (!getenv("PL_KEEP_AUDIT")) unlink(audit_path);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", ws);
-    if (system(cmd) != 0) {}
+    if (system(cmd) != 0) {
+    }
     return testlib_finish("test_enforce");
 }

@@ -20,10 +20,18 @@ static const struct {
     const char *name;
     double tol; /* max |dlogit| vs the llama.cpp reference run (as test_logits) */
 } models[] = {
-    {"tiny-llama-spm-f16", 5e-3},        {"tiny-llama-spm-bf16", 1e-2},     {"tiny-llama-spm-q8_0", 5e-2},
-    {"tiny-llama-spm-q4_0", 5e-2},       {"tiny-llama-spm-q4_k_m", 5e-2},   {"tiny-llama-spm-q5_k_m", 5e-2},
-    {"tiny-llama-spm-q6_k", 5e-2},       {"tiny-llama-spm-e192-q4_k_m", 5e-2}, {"tiny-llama-spm-e192-q5_k_m", 5e-2},
-    {"tiny-qwen2-f16", 5e-3},            {"tiny-qwen2-q8_0", 5e-2},         {"tiny-llama-bpe-f16", 5e-3},
+    {"tiny-llama-spm-f16", 5e-3},
+    {"tiny-llama-spm-bf16", 1e-2},
+    {"tiny-llama-spm-q8_0", 5e-2},
+    {"tiny-llama-spm-q4_0", 5e-2},
+    {"tiny-llama-spm-q4_k_m", 5e-2},
+    {"tiny-llama-spm-q5_k_m", 5e-2},
+    {"tiny-llama-spm-q6_k", 5e-2},
+    {"tiny-llama-spm-e192-q4_k_m", 5e-2},
+    {"tiny-llama-spm-e192-q5_k_m", 5e-2},
+    {"tiny-qwen2-f16", 5e-3},
+    {"tiny-qwen2-q8_0", 5e-2},
+    {"tiny-llama-bpe-f16", 5e-3},
 };
 
 static const char *prompt_text(json_object *prompts, const char *name) {
@@ -72,8 +80,13 @@ static void test_probes(pl_model *m, const char *name) {
     CHECK(pl_session_set_fast(s1, 1) == PL_OK && pl_session_set_fast(s2, 1) == PL_OK, "set_fast");
     static const char *const labels[2] = {" Yes", " No"};
     static const char *const question = "Is this command dangerous?";
-    const pl_probe_params pp = {.template_name = "chatml", .system = "You are a safety monitor.", .questions = &question,
-                                .n_questions = 1, .answer_prefix = "Answer:", .labels = labels, .n_labels = 2};
+    const pl_probe_params pp = {.template_name = "chatml",
+                                .system = "You are a safety monitor.",
+                                .questions = &question,
+                                .n_questions = 1,
+                                .answer_prefix = "Answer:",
+                                .labels = labels,
+                                .n_labels = 2};
     pl_probe *p1 = NULL, *p2 = NULL;
     CHECK(pl_probe_create(s1, &pp, &p1, err, sizeof err) == PL_OK, "%s: %s", name, err);
     CHECK(pl_probe_create(s2, &pp, &p2, err, sizeof err) == PL_OK, "%s: %s", name, err);
@@ -139,7 +152,8 @@ int main(void) {
             int32_t ids[4096];
             size_t n = 0;
             if (pl_tokenize(m, text, strlen(text), PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL, ids, 4096, &n, err,
-                            sizeof err) != PL_OK || n == 0)
+                            sizeof err) != PL_OK ||
+                n == 0)
                 continue;
             pl_session_truncate(s2, 0);
             rc = pl_session_eval(s2, ids, n, PL_EVAL_LAST);
@@ -170,8 +184,8 @@ int main(void) {
         }
         CHECK(bad_threads == 0, "%s: %d prompts differ bitwise between -t 1 and -t 2 in fast mode", models[mi].name,
               bad_threads);
-        CHECK(bad_split == 0, "%s: %d prompts differ bitwise between split and one batch in fast mode",
-              models[mi].name, bad_split);
+        CHECK(bad_split == 0, "%s: %d prompts differ bitwise between split and one batch in fast mode", models[mi].name,
+              bad_split);
         printf("%-28s %10.3g %10.3g %12.3g\n", models[mi].name, worst_ref, models[mi].tol, worst_ex);
         test_probes(m, models[mi].name);
         free(row2);

@@ -25,8 +25,16 @@ static gb make_valid(uint32_t version) {
     gb_header(&b, version, 2, 15);
     gb_kv_str(&b, "general.architecture", "llama");
     const uint32_t types[] = {0, 1, 2, 3, 4, 5, 7, 10, 11, 12};
-    const uint64_t vals[] = {200, (uint64_t)-3, 60000, (uint64_t)-300, 4000000000u, (uint64_t)-70000, 1,
-                             1ull << 40, (uint64_t)-(1ll << 40), 0};
+    const uint64_t vals[] = {200,
+                             (uint64_t)-3,
+                             60000,
+                             (uint64_t)-300,
+                             4000000000u,
+                             (uint64_t)-70000,
+                             1,
+                             1ull << 40,
+                             (uint64_t) - (1ll << 40),
+                             0};
     const size_t sizes[] = {1, 1, 2, 2, 4, 4, 1, 8, 8, 8};
     for (int i = 0; i < 10; i++) {
         char key[32];
@@ -256,8 +264,8 @@ static void test_hostile(void) {
 /* Every fixture (vocab-only and full models) parses. */
 static void test_fixtures(void) {
     static const char *const files[] = {
-        "vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-qwen2.gguf",  "vocab/ggml-vocab-llama-bpe.gguf",
-        "vocab/ggml-vocab-gpt-2.gguf",     "vocab/ggml-vocab-phi-3.gguf",  "vocab/ggml-vocab-starcoder.gguf",
+        "vocab/ggml-vocab-llama-spm.gguf",      "vocab/ggml-vocab-qwen2.gguf",       "vocab/ggml-vocab-llama-bpe.gguf",
+        "vocab/ggml-vocab-gpt-2.gguf",          "vocab/ggml-vocab-phi-3.gguf",       "vocab/ggml-vocab-starcoder.gguf",
         "vocab/ggml-vocab-deepseek-coder.gguf", "models/tiny-llama-spm-q4_k_m.gguf", "models/tiny-qwen2-q8_0.gguf"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[256];

@@ -183,7 +183,8 @@ static void test_dequant_matches_reference(void) {
 static void test_dot(void) {
     enum { MAXN = 5000 };
     float *a = malloc((MAXN + 1) * sizeof(float)), *b = malloc((MAXN + 1) * sizeof(float));
-    static const int64_t lens[] = {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 255, 256, 4095, 4096, 4097, 5000};
+    static const int64_t lens[] = {0,  1,  2,  3,  7,   8,   9,   15,   16,   17,   31,  32,
+                                   33, 63, 64, 65, 100, 255, 256, 4095, 4096, 4097, 5000};
     for (size_t ii = 0; ii < 3; ii++) {
         const pl_kernels *k = pl_kernels_for(k_isas[ii]);
         if (!k) continue;
@@ -240,9 +241,12 @@ static void check_block(uint32_t t, const void *blk, const float *want, int n) {
         int bad = 0;
         for (int i = 0; i < n; i++)
             if (got[i] != want[i]) {
-                if (bad++ < 4) fprintf(stderr, "  %s %s [%d] = %g, want %g\n", k->isa, pl_type_traits_get(t)->name, i, got[i], want[i]);
+                if (bad++ < 4)
+                    fprintf(stderr, "  %s %s [%d] = %g, want %g\n", k->isa, pl_type_traits_get(t)->name, i, got[i],
+                            want[i]);
             }
-        CHECK(bad == 0, "%s %s: %d values differ from the hand-computed block", k->isa, pl_type_traits_get(t)->name, bad);
+        CHECK(bad == 0, "%s %s: %d values differ from the hand-computed block", k->isa, pl_type_traits_get(t)->name,
+              bad);
     }
 }
 
@@ -349,9 +353,11 @@ static void test_known_blocks(void) {
         check_block(GGML_F32, f, f, 3);
     }
     /* geometry */
-    static const struct { uint32_t t, blck, size; } geo[] = {
-        {GGML_F32, 1, 4},     {GGML_F16, 1, 2},     {GGML_BF16, 1, 2},    {GGML_Q4_0, 32, 18},
-        {GGML_Q4_1, 32, 20},  {GGML_Q5_0, 32, 22},  {GGML_Q5_1, 32, 24},  {GGML_Q8_0, 32, 34},
+    static const struct {
+        uint32_t t, blck, size;
+    } geo[] = {
+        {GGML_F32, 1, 4},      {GGML_F16, 1, 2},      {GGML_BF16, 1, 2},     {GGML_Q4_0, 32, 18},
+        {GGML_Q4_1, 32, 20},   {GGML_Q5_0, 32, 22},   {GGML_Q5_1, 32, 24},   {GGML_Q8_0, 32, 34},
         {GGML_Q4_K, 256, 144}, {GGML_Q5_K, 256, 176}, {GGML_Q6_K, 256, 210},
     };
     for (size_t i = 0; i < sizeof geo / sizeof geo[0]; i++) {
@@ -391,16 +397,37 @@ static bool is_rne_fp16(float f, uint16_t h) {
 
 static void test_conversions(void) {
     /* fp16 known values */
-    static const struct { float f; uint16_t h; } fh[] = {
-        {1.0f, 0x3c00},       {-2.0f, 0xc000},           {65504.0f, 0x7bff},         {65519.99f, 0x7bff},
-        {65520.0f, 0x7c00},   {1e9f, 0x7c00},            {-1e9f, 0xfc00},            {0x1p-14f, 0x0400},
-        {0x1p-24f, 0x0001},   {0x1p-25f, 0x0000},        {0x1.8p-25f, 0x0001},       {0x3p-25f, 0x0002},
-        {0x5p-25f, 0x0002},   {0x7p-25f, 0x0004},        {-0x1p-24f, 0x8001},        {0x1.ffcp-15f, 0x0400},
-        {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x3p-11f, 0x3c02}, {0x1.002002p+0f, 0x3c01},
-        {0.0f, 0x0000},       {-0.0f, 0x8000},           {1e-30f, 0x0000},           {0.1f, 0x2e66},
+    static const struct {
+        float f;
+        uint16_t h;
+    } fh[] = {
+        {1.0f, 0x3c00},
+        {-2.0f, 0xc000},
+        {65504.0f, 0x7bff},
+        {65519.99f, 0x7bff},
+        {65520.0f, 0x7c00},
+        {1e9f, 0x7c00},
+        {-1e9f, 0xfc00},
+        {0x1p-14f, 0x0400},
+        {0x1p-24f, 0x0001},
+        {0x1p-25f, 0x0000},
+        {0x1.8p-25f, 0x0001},
+        {0x3p-25f, 0x0002},
+        {0x5p-25f, 0x0002},
+        {0x7p-25f, 0x0004},
+        {-0x1p-24f, 0x8001},
+        {0x1.ffcp-15f, 0x0400},
+        {1.0f + 0x1p-11f, 0x3c00},
+        {1.0f + 0x3p-11f, 0x3c02},
+        {0x1.002002p+0f, 0x3c01},
+        {0.0f, 0x0000},
+        {-0.0f, 0x8000},
+        {1e-30f, 0x0000},
+        {0.1f, 0x2e66},
     };
     for (size_t i = 0; i < sizeof fh / sizeof fh[0]; i++)
-        CHECK(pl_f32_to_fp16(fh[i].f) == fh[i].h, "fp16(%a) = %04x, want %04x", fh[i].f, pl_f32_to_fp16(fh[i].f), fh[i].h);
+        CHECK(pl_f32_to_fp16(fh[i].f) == fh[i].h, "fp16(%a) = %04x, want %04x", fh[i].f, pl_f32_to_fp16(fh[i].f),
+              fh[i].h);
     CHECK(pl_f32_to_fp16(INFINITY) == 0x7c00 && pl_f32_to_fp16(-INFINITY) == 0xfc00, "fp16 inf");
     uint16_t hn = pl_f32_to_fp16(NAN);
     CHECK((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff) != 0, "fp16(NaN) is NaN: %04x", hn);
@@ -408,7 +435,8 @@ static void test_conversions(void) {
     CHECK((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff) != 0, "fp16(sNaN) stays NaN: %04x", hn);
     CHECK(pl_fp16_to_f32(0x7c00) == INFINITY && pl_fp16_to_f32(0xfc00) == -INFINITY, "fp16 inf widen");
     CHECK(isnan(pl_fp16_to_f32(0x7e00)) && isnan(pl_fp16_to_f32(0x7c01)), "fp16 NaN widen");
-    CHECK(fbits(pl_fp16_to_f32(0x7c01)) == 0x7fc02000, "sNaN widens quiet with payload: %08x", fbits(pl_fp16_to_f32(0x7c01)));
+    CHECK(fbits(pl_fp16_to_f32(0x7c01)) == 0x7fc02000, "sNaN widens quiet with payload: %08x",
+          fbits(pl_fp16_to_f32(0x7c01)));
     CHECK(pl_fp16_to_f32(0x03ff) == 0x3ffp-24f && pl_fp16_to_f32(0x8001) == -0x1p-24f, "fp16 subnormal widen");
     CHECK(fbits(pl_fp16_to_f32(0x8000)) == 0x80000000u, "fp16 -0 widen");
     /* exhaustive round trip of every non-NaN half */
@@ -423,7 +451,7 @@ static void test_conversions(void) {
     for (int i = 0; i < 300000; i++) {
         uint32_t u = (uint32_t)rnd();
         u = (u & 0x80000000u) | ((0x30000000u + (u & 0x7fffffff) % 0x18000000u)); /* ~2^-31 .. 2^17 */
-        if (i % 3 == 0) u = (u & ~0x1fffu) | 0x1000u; /* exact ties at normal halves */
+        if (i % 3 == 0) u = (u & ~0x1fffu) | 0x1000u;                             /* exact ties at normal halves */
         float f = bitsf(u);
         if (!is_rne_fp16(f, pl_f32_to_fp16(f))) {
             if (rne_bad++ < 3) fprintf(stderr, "  fp16(%a) = %04x not RNE\n", f, pl_f32_to_fp16(f));
@@ -441,8 +469,7 @@ static void test_conversions(void) {
     CHECK(pl_f32_to_bf16(bitsf(0x7f7fffff)) == 0x7f80, "bf16 FLT_MAX rounds to inf");
     CHECK(pl_f32_to_bf16(bitsf(0x7f800001)) == 0x7fc0, "bf16 sNaN -> quiet NaN 0x7fc0");
     CHECK(isnan(pl_bf16_to_f32(pl_f32_to_bf16(NAN))), "bf16 NaN round trip");
-    CHECK(pl_f32_to_bf16(bitsf(0x00010000)) == 0x0001 && fbits(pl_bf16_to_f32(0x0001)) == 0x00010000,
-          "bf16 subnormal");
+    CHECK(pl_f32_to_bf16(bitsf(0x00010000)) == 0x0001 && fbits(pl_bf16_to_f32(0x0001)) == 0x00010000, "bf16 subnormal");
     CHECK(pl_f32_to_bf16(bitsf(0x00018000)) == 0x0002, "bf16 subnormal tie to even");
     CHECK(pl_f32_to_bf16(-0.0f) == 0x8000, "bf16 -0");
     int bf_bad = 0;
@@ -481,7 +508,8 @@ enum { MM_OUT = 13, MM_TOK = 70, MM_MAXN = 4864 }; /* 70 tokens: two token group
 
 /* Number of y values (over n_tok tokens, rows [0, MM_OUT)) that differ in
  * bits from want (token stride MM_OUT). */
-static int mm_diff(const float *got, int64_t got_ys, const float *want, int64_t t0, int64_t nt, int64_t r0, int64_t r1) {
+static int mm_diff(const float *got, int64_t got_ys, const float *want, int64_t t0, int64_t nt, int64_t r0,
+                   int64_t r1) {
     int d = 0;
     for (int64_t t = 0; t < nt; t++)
         for (int64_t r = r0; r < r1; r++) d += fbits(got[t * got_ys + r]) != fbits(want[(t0 + t) * MM_OUT + r]);
@@ -583,7 +611,9 @@ static void test_matmul(void) {
                 if (!have_isa[ii] || !have_isa[0]) continue;
                 cross_isa_cases++;
                 const int d = mm_diff(yisa[ii], MM_OUT, yisa[0], 0, MM_TOK, 0, MM_OUT);
-                if (d) fprintf(stderr, "  %s %s n=%lld: %d outputs differ from scalar\n", k_isas[ii], tr->name, (long long)n, d);
+                if (d)
+                    fprintf(stderr, "  %s %s n=%lld: %d outputs differ from scalar\n", k_isas[ii], tr->name,
+                            (long long)n, d);
                 cross_isa_diff += d != 0;
             }
         }
@@ -608,10 +638,10 @@ static void test_matmul(void) {
 /* ---- 7. thread pool ----------------------------------------------------- */
 
 typedef struct tp_job {
-    atomic_int hits[8];  /* runs of share ith */
-    atomic_int bad_nth;  /* calls with the wrong nth */
+    atomic_int hits[8]; /* runs of share ith */
+    atomic_int bad_nth; /* calls with the wrong nth */
     int expect_nth;
-    long long part[8];   /* per-share partial sums (each written by one share) */
+    long long part[8]; /* per-share partial sums (each written by one share) */
     int64_t n;
 } tp_job;
 
@@ -704,7 +734,8 @@ static void attn_ref(const float *q, int64_t hd, const float *K, const float *V,
 }
 
 static void test_attention(void) {
-    static const at_case cases[] = {{64, 3}, {64, 7}, {64, 1}, {128, 2}, {64, 14}, {48, 5}, {40, 3}, {64, 16}, {64, 17}};
+    static const at_case cases[] = {{64, 3}, {64, 7}, {64, 1},  {128, 2}, {64, 14},
+                                    {48, 5}, {40, 3}, {64, 16}, {64, 17}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const int64_t hd = cases[ci].hd;
         const int n_q = cases[ci].n_q;
@@ -765,14 +796,14 @@ static void test_attention(void) {
                     fork_bad += memcmp(out, out2, (size_t)n_q * (size_t)hd * sizeof(float)) != 0;
                 }
             }
-            CHECK(worst <= ATTN_TOL, "attn %s hd %lld n_q %d: max error %.3g vs double (tol %g)", k->isa,
-                  (long long)hd, n_q, worst, ATTN_TOL);
+            CHECK(worst <= ATTN_TOL, "attn %s hd %lld n_q %d: max error %.3g vs double (tol %g)", k->isa, (long long)hd,
+                  n_q, worst, ATTN_TOL);
             CHECK(worst_gen <= ATTN_TOL, "attn %s hd %lld n_q %d: max diff %.3g vs generic (tol %g)", k->isa,
                   (long long)hd, n_q, worst_gen, ATTN_TOL);
             CHECK(split_bad == 0, "attn %s hd %lld n_q %d: %d range splits changed bits", k->isa, (long long)hd, n_q,
                   split_bad);
-            CHECK(fork_bad == 0, "attn %s hd %lld n_q %d: %d forked key sequences changed bits", k->isa,
-                  (long long)hd, n_q, fork_bad);
+            CHECK(fork_bad == 0, "attn %s hd %lld n_q %d: %d forked key sequences changed bits", k->isa, (long long)hd,
+                  n_q, fork_bad);
         }
         free(K), free(V), free(q), free(out), free(out2), free(gen), free(sc), free(ref), free(slots);
     }

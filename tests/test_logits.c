@@ -18,10 +18,18 @@ static const struct {
     const char *name;
     double tol; /* max |dlogit| vs the llama.cpp reference run */
 } models[] = {
-    {"tiny-llama-spm-f16", 5e-3},        {"tiny-llama-spm-bf16", 1e-2},     {"tiny-llama-spm-q8_0", 5e-2},
-    {"tiny-llama-spm-q4_0", 5e-2},       {"tiny-llama-spm-q4_k_m", 5e-2},   {"tiny-llama-spm-q5_k_m", 5e-2},
-    {"tiny-llama-spm-q6_k", 5e-2},       {"tiny-llama-spm-e192-q4_k_m", 5e-2}, {"tiny-llama-spm-e192-q5_k_m", 5e-2},
-    {"tiny-qwen2-f16", 5e-3},            {"tiny-qwen2-q8_0", 5e-2},         {"tiny-llama-bpe-f16", 5e-3},
+    {"tiny-llama-spm-f16", 5e-3},
+    {"tiny-llama-spm-bf16", 1e-2},
+    {"tiny-llama-spm-q8_0", 5e-2},
+    {"tiny-llama-spm-q4_0", 5e-2},
+    {"tiny-llama-spm-q4_k_m", 5e-2},
+    {"tiny-llama-spm-q5_k_m", 5e-2},
+    {"tiny-llama-spm-q6_k", 5e-2},
+    {"tiny-llama-spm-e192-q4_k_m", 5e-2},
+    {"tiny-llama-spm-e192-q5_k_m", 5e-2},
+    {"tiny-qwen2-f16", 5e-3},
+    {"tiny-qwen2-q8_0", 5e-2},
+    {"tiny-llama-bpe-f16", 5e-3},
 };
 /* Our activations and KV cache are float32 with double-precision norms and
  * softmax sums. The fixtures README bounds such an engine at 1e-3 from the
@@ -123,7 +131,8 @@ int main(void) {
             json_object *rtok;
             json_object_object_get_ex(rp, "tokens", &rtok);
             bool same = rc == PL_OK && n == json_object_array_length(rtok);
-            for (size_t i = 0; same && i < n; i++) same = ids[i] == json_object_get_int(json_object_array_get_idx(rtok, i));
+            for (size_t i = 0; same && i < n; i++)
+                same = ids[i] == json_object_get_int(json_object_array_get_idx(rtok, i));
             CHECK(same, "%s/%s: token ids differ from refs.json (rc %d, n %zu vs %zu)", models[mi].name, name, rc, n,
                   json_object_array_length(rtok));
             if (!same) continue;
@@ -178,7 +187,8 @@ int main(void) {
                     CHECK(ref && nf == n * (size_t)n_vocab, "bad %s", path);
                     double da = 0;
                     for (size_t i = 0; ref && i < nf; i++)
-                        da = fmax(da, fabs((double)pl_session_logits(s2, i / (size_t)n_vocab)[i % (size_t)n_vocab] - ref[i]));
+                        da = fmax(
+                            da, fabs((double)pl_session_logits(s2, i / (size_t)n_vocab)[i % (size_t)n_vocab] - ref[i]));
                     CHECK(da <= models[mi].tol, "%s: all-positions block %.3g", models[mi].name, da);
                     worst_ref = fmax(worst_ref, da);
                     free(ref);
@@ -196,7 +206,8 @@ int main(void) {
                       "%s/%s: -t 1 with a cached prefix differs bitwise from -t 2 in one batch", models[mi].name, name);
             }
         }
-        printf("%-28s %10.3g %10.3g %10.3g %8.2g\n", models[mi].name, worst_ref, models[mi].tol, worst_exact, worst_lse);
+        printf("%-28s %10.3g %10.3g %10.3g %8.2g\n", models[mi].name, worst_ref, models[mi].tol, worst_exact,
+               worst_lse);
         free(row1);
         json_object_put(refs);
         json_object_put(exact);

@@ -16,14 +16,14 @@
 #define SRC "../shared/fixtures/models/tiny-llama-spm-f16.gguf"
 
 typedef struct mutation {
-    const char *drop_tensor;    /* tensor left out */
-    const char *retype_tensor;  /* tensor whose type becomes new_type (data zeroed) */
+    const char *drop_tensor;   /* tensor left out */
+    const char *retype_tensor; /* tensor whose type becomes new_type (data zeroed) */
     uint32_t new_type;
     const char *reshape_tensor; /* tensor whose ne[1] is halved */
     const char *set_arch;       /* new general.architecture */
     const char *set_u32_key;    /* metadata key replaced by set_u32 */
     uint32_t set_u32;
-    uint64_t vocab_keep;        /* keep only this many tokens (0 = all) */
+    uint64_t vocab_keep; /* keep only this many tokens (0 = all) */
 } mutation;
 
 static char tmpdir[] = "/tmp/pl_test_model_XXXXXX";
@@ -49,8 +49,8 @@ static int write_variant(const char *path, const mutation *mu) {
             rc = gguf_writer_add_u32(w, key, mu->set_u32);
             continue;
         }
-        if (mu->vocab_keep && kv.type == GGUF_ARRAY && !strncmp(key, "tokenizer.ggml.", 15) && kv.arr_n > mu->vocab_keep &&
-            strcmp(key, "tokenizer.ggml.merges") != 0)
+        if (mu->vocab_keep && kv.type == GGUF_ARRAY && !strncmp(key, "tokenizer.ggml.", 15) &&
+            kv.arr_n > mu->vocab_keep && strcmp(key, "tokenizer.ggml.merges") != 0)
             kv.arr_n = mu->vocab_keep;
         rc = gguf_writer_add_kv(w, &kv);
     }
@@ -158,8 +158,7 @@ int main(void) {
     expect_refused(&(mutation){.vocab_keep = 4000}, "vocabulary has 4000", "vocabulary smaller than the embedding");
     expect_refused(&(mutation){.set_u32_key = "llama.attention.head_count_kv", .set_u32 = 3}, "head_count_kv",
                    "heads not a multiple of kv heads");
-    expect_refused(&(mutation){.set_u32_key = "llama.attention.head_count", .set_u32 = 0}, "head_count",
-                   "zero heads");
+    expect_refused(&(mutation){.set_u32_key = "llama.attention.head_count", .set_u32 = 0}, "head_count", "zero heads");
     expect_refused(&(mutation){.set_u32_key = "llama.block_count", .set_u32 = 3}, "blk.2", "more layers than tensors");
     rmdir(tmpdir);
     return testlib_finish("test_model");

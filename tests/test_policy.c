@@ -72,8 +72,8 @@ static void test_defaults(void) {
     CHECK(pl_policy_default(&p, &err) == PL_OK, "%s", ebuf);
     if (!p) return;
     /* every class the supervisor and the broker ask about */
-    const char *names[] = {"exec",      "file_write", "file_delete", "rename",
-                           "chmod",     "file_read",  "network",     "credential_read"};
+    const char *names[] = {"exec",  "file_write", "file_delete", "rename",
+                           "chmod", "file_read",  "network",     "credential_read"};
     CHECK(p->n_classes == 8, "builtin classes %d", p->n_classes);
     for (int i = 0; i < 8 && i < p->n_classes; i++) {
         CHECK(!strcmp(p->classes[i].name, names[i]), "class %d %s", i, p->classes[i].name);

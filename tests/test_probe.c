@@ -92,8 +92,8 @@ static void test_against_reference(void) {
             const double l0 = ref[r.token_ids[0]], l1 = ref[r.token_ids[1]];
             const double p_ref = 1.0 / (1.0 + exp(l1 - l0));
             const double dp = fabs(r.probs[0] - p_ref);
-            CHECK(dp <= cases[i].tol / 2, "%s: P(%s) %.6f vs reference %.6f (|dp| %.2g)", cases[i].model,
-                  cases[i].pos, r.probs[0], p_ref, dp);
+            CHECK(dp <= cases[i].tol / 2, "%s: P(%s) %.6f vs reference %.6f (|dp| %.2g)", cases[i].model, cases[i].pos,
+                  r.probs[0], p_ref, dp);
             CHECK(fabs(r.logits[0] - l0) <= cases[i].tol && fabs(r.logits[1] - l1) <= cases[i].tol,
                   "%s: label logits differ from the reference", cases[i].model);
             CHECK(r.alpha == 0.0 && r.calibrated_probs[0] == r.probs[0], "alpha 0 leaves probabilities as they are");

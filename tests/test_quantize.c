@@ -59,8 +59,8 @@ typedef struct type_bound {
 } type_bound;
 
 static const type_bound k_bounds[] = {
-    {GGML_F16, 1e-3}, {GGML_BF16, 5e-3}, {GGML_Q8_0, 0.01}, {GGML_Q6_K, 0.02}, {GGML_Q5_K, 0.05}, {GGML_Q5_0, 0.05},
-    {GGML_Q5_1, 0.05}, {GGML_Q4_K, 0.10}, {GGML_Q4_0, 0.10}, {GGML_Q4_1, 0.10},
+    {GGML_F16, 1e-3},  {GGML_BF16, 5e-3}, {GGML_Q8_0, 0.01}, {GGML_Q6_K, 0.02}, {GGML_Q5_K, 0.05},
+    {GGML_Q5_0, 0.05}, {GGML_Q5_1, 0.05}, {GGML_Q4_K, 0.10}, {GGML_Q4_0, 0.10}, {GGML_Q4_1, 0.10},
 };
 #define N_BOUNDS (sizeof k_bounds / sizeof k_bounds[0])
 
@@ -74,7 +74,8 @@ static void test_gaussian_error(void) {
             const uint32_t t = k_bounds[k].type;
             CHECK(roundtrip(t, x, y, n) == PL_OK, "%s quantize", ggml_type_name(t));
             const double e = rel_rms_err(x, y, n);
-            if (scale_i == 0) printf("  %-5s relative RMS error %.4f (bound %.3f)\n", ggml_type_name(t), e, k_bounds[k].bound);
+            if (scale_i == 0)
+                printf("  %-5s relative RMS error %.4f (bound %.3f)\n", ggml_type_name(t), e, k_bounds[k].bound);
             CHECK(e < k_bounds[k].bound, "%s sd %g: relative RMS error %.4f >= %.3f", ggml_type_name(t), (double)sd, e,
                   k_bounds[k].bound);
         }
@@ -127,7 +128,10 @@ static void test_edge_blocks(void) {
             const int rc = roundtrip(t, x, y, n);
             if (t == GGML_F16 || t == GGML_BF16) {
                 CHECK(rc == PL_OK, "%s converts %g", tn, (double)bad[b]);
-                CHECK(isnan(bad[b]) ? isnan(y[100]) : (t == GGML_F16 && fabsf(bad[b]) > 65504 ? isinf(y[100]) : y[100] == bad[b] || fabsf(y[100] - bad[b]) < 1e4f),
+                CHECK(isnan(bad[b]) ? isnan(y[100])
+                                    : (t == GGML_F16 && fabsf(bad[b]) > 65504
+                                           ? isinf(y[100])
+                                           : y[100] == bad[b] || fabsf(y[100] - bad[b]) < 1e4f),
                       "%s: %g came back as %g", tn, (double)bad[b], (double)y[100]);
             } else {
                 CHECK(rc == PL_ERR_RANGE, "%s: %g gives %d, not PL_ERR_RANGE", tn, (double)bad[b], rc);
@@ -155,8 +159,7 @@ static void test_idempotence(void) {
         const uint32_t t = k_bounds[k].type;
         CHECK(roundtrip(t, x, y1, n) == PL_OK && roundtrip(t, y1, y2, n) == PL_OK, "%s", ggml_type_name(t));
         if (t == GGML_Q8_0 || t == GGML_F16 || t == GGML_BF16) {
-            CHECK(memcmp(y1, y2, n * sizeof *y1) == 0, "%s: quantize(dequantize(q)) changed values",
-                  ggml_type_name(t));
+            CHECK(memcmp(y1, y2, n * sizeof *y1) == 0, "%s: quantize(dequantize(q)) changed values", ggml_type_name(t));
         } else {
             const double e = rel_rms_err(y1, y2, n);
             CHECK(e < k_bounds[k].bound, "%s: requantization moved values by %.4f", ggml_type_name(t), e);
@@ -170,7 +173,7 @@ static void test_idempotence(void) {
 /* llama.cpp's per-tensor choices on the three benchmark shapes. */
 static void count_types(pl_mk_ftype f, int n_layer, int64_t E, int64_t F, bool tied, int counts[GGML_TYPE_COUNT]) {
     memset(counts, 0, sizeof(int) * GGML_TYPE_COUNT);
-    static const char *const names[7] = {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
+    static const char *const names[7] = {"attn_q.weight",   "attn_k.weight", "attn_v.weight",  "attn_output.weight",
                                          "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
     counts[pl_mk_weight_type(f, "token_embd.weight", -1, n_layer, E, tied)]++;
     if (!tied) counts[pl_mk_weight_type(f, "output.weight", -1, n_layer, E, tied)]++;

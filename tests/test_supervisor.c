@@ -36,7 +36,7 @@
 static char ws[64];         /* workspace */
 static char audit_path[96]; /* audit log on tmpfs */
 static pl_audit *audit;
-static char deny_port[32];   /* ":PORT" denied by the test decider */
+static char deny_port[32]; /* ":PORT" denied by the test decider */
 
 /* Substring decider standing in for the model. */
 static int test_decide(void *ctx, const char *cls, const char *text, size_t len, pl_verdict *v) {
@@ -93,12 +93,12 @@ static int exists(const char *name) {
     return access(p, F_OK) == 0;
 }
 
-#define ACHECK(cond)                                                                 \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            dprintf(2, "agent FAIL line %d: %s (errno %d %s)\n", __LINE__, #cond, errno, strerror(errno)); \
-            fails++;                                                                 \
-        }                                                                            \
+#define ACHECK(cond)                                                                                                   \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            dprintf(2, "agent FAIL line %d: %s (errno %d %s)\n", __LINE__, #cond, errno, strerror(errno));             \
+            fails++;                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /* ---- agents ---------------------------------------------------------------- */
@@ -192,14 +192,14 @@ static int agent_fs(void *arg) {
 static int agent_refused(void *arg) {
     (void)arg;
     int fails = 0;
-#define REFUSED(call)                                                   \
-    do {                                                                \
-        errno = 0;                                                      \
-        long r_ = (call);                                               \
-        if (!(r_ < 0 && errno == EPERM)) {                              \
-            dprintf(2, "agent FAIL: %s reached the kernel (r=%ld errno=%d)\n", #call, r_, errno); \
-            fails++;                                                    \
-        }                                                               \
+#define REFUSED(call)                                                                                                  \
+    do {                                                                                                               \
+        errno = 0;                                                                                                     \
+        long r_ = (call);                                                                                              \
+        if (!(r_ < 0 && errno == EPERM)) {                                                                             \
+            dprintf(2, "agent FAIL: %s reached the kernel (r=%ld errno=%d)\n", #call, r_, errno);                      \
+            fails++;                                                                                                   \
+        }                                                                                                              \
     } while (0)
     REFUSED(syscall(SYS_io_uring_setup, 0, NULL));
     REFUSED(syscall(SYS_ptrace, -1L, 0, 0, 0));
@@ -383,8 +383,10 @@ static int agent_classifier(void *arg) {
         wpath(p, names[i]);
         errno = 0;
         int fd = open(p, O_WRONLY | O_CREAT, 0644);
-        if (expect_ok[i]) ACHECK(fd >= 0);
-        else ACHECK(fd < 0 && errno == EACCES);
+        if (expect_ok[i])
+            ACHECK(fd >= 0);
+        else
+            ACHECK(fd < 0 && errno == EACCES);
         if (fd >= 0) close(fd);
     }
     return fails;
@@ -423,7 +425,8 @@ static void make_file(const char *name, mode_t mode) {
     wpath(p, name);
     int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd >= 0) {
-        if (fchown(fd, 65534, 65534) != 0) {}
+        if (fchown(fd, 65534, 65534) != 0) {
+        }
         close(fd);
     }
 }
@@ -438,7 +441,8 @@ static long audit_lines(int *bad) {
     while (getline(&line, &cap, f) > 0) {
         json_object *o = json_tokener_parse(line);
         json_object *d;
-        if (!o || !json_object_object_get_ex(o, "decision", &d) || !json_object_object_get_ex(o, "action", &d)) (*bad)++;
+        if (!o || !json_object_object_get_ex(o, "decision", &d) || !json_object_object_get_ex(o, "action", &d))
+            (*bad)++;
         if (o) json_object_put(o);
         n++;
     }
@@ -485,7 +489,8 @@ int main(void) {
     wpath(p, "out.txt");
     CHECK(stat(p, &st) == 0 && st.st_size == 1, "/dev/stdout reopen");
     wpath(p, "pself.txt");
-    CHECK(stat(p, &st) == 0 && st.st_size == 2, "/proc/self/fd and /dev/fd reopen wrote %lld bytes", (long long)st.st_size);
+    CHECK(stat(p, &st) == 0 && st.st_size == 2, "/proc/self/fd and /dev/fd reopen wrote %lld bytes",
+          (long long)st.st_size);
 
     /* 2. refused syscalls, arch */
     rc = run_agent(agent_refused, NULL);
@@ -518,8 +523,8 @@ int main(void) {
     rc = run_agent(agent_race, (void *)0);
     CHECK(rc == 0, "race agent %d", rc);
     CHECK(!exists("forbidden.t"), "RACE: the forbidden file was created");
-    fprintf(stderr, "open race: %d tries in %.1f s, forbidden effects: %d, denied decisions: %lu\n", race_n, pl_now() - t0,
-            exists("forbidden.t"), last_stats.denied);
+    fprintf(stderr, "open race: %d tries in %.1f s, forbidden effects: %d, denied decisions: %lu\n", race_n,
+            pl_now() - t0, exists("forbidden.t"), last_stats.denied);
     race_n = 5000;
     t0 = pl_now();
     rc = run_agent(agent_race, (void *)1);
@@ -535,8 +540,8 @@ int main(void) {
     rc = run_agent(agent_concurrent, NULL);
     long after = audit_lines(&bad);
     CHECK(rc == 0, "concurrent agent %d", rc);
-    CHECK(after - before == (long)last_stats.decided && last_stats.decided >= 1200,
-          "audit lines %ld vs decisions %lu", after - before, last_stats.decided);
+    CHECK(after - before == (long)last_stats.decided && last_stats.decided >= 1200, "audit lines %ld vs decisions %lu",
+          after - before, last_stats.decided);
     CHECK((unsigned long)after == pl_audit_count(audit) && pl_audit_count(audit) - cnt0 == last_stats.decided,
           "audit count");
     CHECK(bad == 0, "%d audit lines are not valid JSON", bad);
@@ -549,7 +554,8 @@ int main(void) {
     rc = run_agent_with(agent_classifier, NULL, pl_classifier_decide, cl);
     CHECK(rc == 0, "agent_classifier: %d failed checks", rc);
     CHECK(pl_classifier_starts(cl) >= 3, "classifier starts %d", pl_classifier_starts(cl));
-    CHECK(exists("after1.txt") && exists("after2.txt") && !exists("SLOW.txt") && !exists("CRASH.txt"), "classifier effects");
+    CHECK(exists("after1.txt") && exists("after2.txt") && !exists("SLOW.txt") && !exists("CRASH.txt"),
+          "classifier effects");
     fprintf(stderr, "classifier timeout+crash+recovery: %.2f s, %d starts\n", pl_now() - t0, pl_classifier_starts(cl));
     pl_classifier_stop(cl);
 
@@ -586,7 +592,8 @@ int main(void) {
         w = waitpid(agent_pid, &st2, WNOHANG);
         if (w != agent_pid) usleep(10000);
     }
-    CHECK(w == agent_pid && ((WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL) || (WIFEXITED(st2) && WEXITSTATUS(st2) == 38)),
+    CHECK(w == agent_pid &&
+              ((WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL) || (WIFEXITED(st2) && WEXITSTATUS(st2) == 38)),
           "agent survived its supervisor (w=%d status=0x%x)", (int)w, st2);
     if (cg[0]) rmdir(cg);
 
@@ -608,6 +615,7 @@ int main(void) {
     if (!getenv("PL_KEEP_AUDIT")) unlink(audit_path);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", ws);
-    if (system(cmd) != 0) {}
+    if (system(cmd) != 0) {
+    }
     return testlib_finish("test_supervisor");
 }

@@ -21,7 +21,8 @@
 
 #define VOCAB_DIR "../shared/fixtures/vocab/"
 
-static const char *const k_vocabs[] = {"llama-spm", "phi-3", "llama-bpe", "qwen2", "starcoder", "gpt-2", "deepseek-coder"};
+static const char *const k_vocabs[] = {"llama-spm", "phi-3", "llama-bpe",     "qwen2",
+                                       "starcoder", "gpt-2", "deepseek-coder"};
 #define N_VOCABS 7
 
 typedef struct loaded {
@@ -168,16 +169,19 @@ static void test_vectors(const char *name, const loaded *l) {
             char a[512], b[512];
             format_ids(a, sizeof a, got, ngot);
             format_ids(b, sizeof b, want, nwant);
-            CHECK(false, "%s case %d '%.*s': got [%s] want [%s] %s", name, n_cases, (int)(slen > 60 ? 60 : slen), ip, a, b,
-                  ngot < 0 ? msg : "");
+            CHECK(false, "%s case %d '%.*s': got [%s] want [%s] %s", name, n_cases, (int)(slen > 60 ? 60 : slen), ip, a,
+                  b, ngot < 0 ? msg : "");
         }
         if (ngot >= 0) {
             size_t dlen = 0, elen = 0;
             char *d = detokenize(l->v, got, (size_t)ngot, &dlen);
             char *e = expected_text(l->v, ip, slen, &elen);
             n_detok++;
-            if (d && dlen == elen && memcmp(d, e, elen) == 0) n_detok_ok++;
-            else CHECK(false, "%s case %d: detokenized text differs: '%.*s'", name, n_cases, (int)(dlen > 80 ? 80 : dlen), d ? d : "");
+            if (d && dlen == elen && memcmp(d, e, elen) == 0)
+                n_detok_ok++;
+            else
+                CHECK(false, "%s case %d: detokenized text differs: '%.*s'", name, n_cases,
+                      (int)(dlen > 80 ? 80 : dlen), d ? d : "");
             free(d);
             free(e);
         }
@@ -235,21 +239,25 @@ static void test_json(const char *name, const loaded *l, json_object *prompts) {
         for (int pass = 0; pass < 2; pass++) {
             int32_t *want = NULL, *got = NULL;
             long nwant = json_ids(pass == 0 ? jids : jraw, &want);
-            long ngot = tokenize(l->v, text, tlen, pass == 0 ? (PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL) : 0, &got, msg, sizeof msg);
+            long ngot = tokenize(l->v, text, tlen, pass == 0 ? (PL_TOK_ADD_SPECIAL | PL_TOK_PARSE_SPECIAL) : 0, &got,
+                                 msg, sizeof msg);
             if (ids_equal(got, ngot, want, nwant)) {
                 pass == 0 ? ok_ids++ : ok_raw++;
             } else {
                 char a[768], b[768];
                 format_ids(a, sizeof a, got, ngot);
                 format_ids(b, sizeof b, want, nwant);
-                CHECK(false, "%s prompt '%s' (%s): got [%s] want [%s]", name, pname, pass == 0 ? "ids" : "ids_raw", a, b);
+                CHECK(false, "%s prompt '%s' (%s): got [%s] want [%s]", name, pname, pass == 0 ? "ids" : "ids_raw", a,
+                      b);
             }
             if (pass == 1 && ngot >= 0) {
                 size_t dlen = 0, elen = 0;
                 char *d = detokenize(l->v, got, (size_t)ngot, &dlen);
                 char *e = expected_text(l->v, text, tlen, &elen);
-                if (d && dlen == elen && memcmp(d, e, elen) == 0) detok_ok++;
-                else CHECK(false, "%s prompt '%s': detokenized text differs", name, pname);
+                if (d && dlen == elen && memcmp(d, e, elen) == 0)
+                    detok_ok++;
+                else
+                    CHECK(false, "%s prompt '%s': detokenized text differs", name, pname);
                 free(d);
                 free(e);
             }
@@ -279,10 +287,13 @@ static void test_text_to_id(loaded *ls) {
     CHECK(vocab_text_to_id(spm, " world", 6) == 3186, "spm ' world'");
     CHECK(vocab_text_to_id(spm, "<s>", 3) == 1, "spm <s>");
     CHECK(vocab_text_to_id(spm, "\n", 1) == 13, "spm newline byte token <0x0A>");
-    CHECK(vocab_text_to_id(spm, "\xe2\x96\x81Hello", 8) == 15043, "spm: a literal '\xe2\x96\x81' in the text is kept as is");
-    CHECK(vocab_text_to_id(bpe, " Yes", 4) == single_id(bpe, " Yes") && single_id(bpe, " Yes") >= 0, "llama-bpe ' Yes'");
+    CHECK(vocab_text_to_id(spm, "\xe2\x96\x81Hello", 8) == 15043,
+          "spm: a literal '\xe2\x96\x81' in the text is kept as is");
+    CHECK(vocab_text_to_id(bpe, " Yes", 4) == single_id(bpe, " Yes") && single_id(bpe, " Yes") >= 0,
+          "llama-bpe ' Yes'");
     CHECK(vocab_text_to_id(bpe, " No", 3) == single_id(bpe, " No") && single_id(bpe, " No") >= 0, "llama-bpe ' No'");
-    CHECK(vocab_text_to_id(bpe, "\xc4\xa0Yes", 5) != single_id(bpe, " Yes"), "llama-bpe: stored form 'ĠYes' is not plain text");
+    CHECK(vocab_text_to_id(bpe, "\xc4\xa0Yes", 5) != single_id(bpe, " Yes"),
+          "llama-bpe: stored form 'ĠYes' is not plain text");
     CHECK(vocab_text_to_id(bpe, "<|eot_id|>", 10) == 128009, "llama-bpe <|eot_id|>");
     CHECK(vocab_text_to_id(bpe, "<|begin_of_text|>", 17) == 128000, "llama-bpe <|begin_of_text|>");
     CHECK(vocab_text_to_id(qwen, "<|im_start|>", 12) == 151644, "qwen2 <|im_start|>");
@@ -331,7 +342,8 @@ static void test_hostile(loaded *ls) {
             size_t n = (size_t)(rng() % 300);
             for (size_t i = 0; i < n; i++) {
                 uint64_t r = rng();
-                static const char *const frag[] = {"<|im_start|>", "<s>", "</s>", "\xe2\x96\x81", " ", "\n", "\xf0\x9f\x98\x80", "'s"};
+                static const char *const frag[] = {"<|im_start|>",     "<s>", "</s>", "\xe2\x96\x81", " ", "\n",
+                                                   "\xf0\x9f\x98\x80", "'s"};
                 buf[i] = (r & 7) == 0 ? frag[(r >> 8) % 8][0] : (char)(r >> 16);
             }
             for (int flags = 0; flags < 4; flags++) {
@@ -349,7 +361,8 @@ static void test_hostile(loaded *ls) {
         static const struct {
             char c;
             size_t n;
-        } runs[] = {{'a', 200000}, {' ', 100000}, {'\n', 50000}, {'\xff', 50000}, {'\0', 20000}, {'7', 30000}, {'!', 30000}};
+        } runs[] = {{'a', 200000}, {' ', 100000}, {'\n', 50000}, {'\xff', 50000},
+                    {'\0', 20000}, {'7', 30000},  {'!', 30000}};
         for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
             memset(buf, runs[r].c, runs[r].n);
             int32_t *ids = NULL;
@@ -401,7 +414,8 @@ static void mini_init(mini *m) {
             c = 256u + (uint32_t)idx;
         }
         char *s = m->store[m->n];
-        int len = c < 0x80 ? (s[0] = (char)c, 1) : (s[0] = (char)(0xC0 | (c >> 6)), s[1] = (char)(0x80 | (c & 0x3F)), 2);
+        int len =
+            c < 0x80 ? (s[0] = (char)c, 1) : (s[0] = (char)(0xC0 | (c >> 6)), s[1] = (char)(0x80 | (c & 0x3F)), 2);
         m->toks[m->n] = (gguf_str){s, (uint64_t)len};
         m->types[m->n] = 1;
         m->scores[m->n] = 0;
@@ -426,8 +440,10 @@ static gguf_kv kv_arr(const char *key, uint32_t arr_type, uint64_t n, const void
     kv.type = GGUF_ARRAY;
     kv.arr_type = arr_type;
     kv.arr_n = n;
-    if (arr_type == GGUF_STRING) kv.arr_strs = (gguf_str *)data;
-    else kv.arr_data = data;
+    if (arr_type == GGUF_STRING)
+        kv.arr_strs = (gguf_str *)data;
+    else
+        kv.arr_data = data;
     return kv;
 }
 
@@ -487,41 +503,60 @@ static void test_malformed(void) {
         uint32_t bos;
         const char *expect; /* substring of the message */
     } cases[] = {
-        {"valid", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, NULL},
-        {"pre default", "gpt2", "default", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, NULL},
-        {"pre smollm", "gpt2", "smollm", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, NULL},
-        {"pre llama3", "gpt2", "llama3", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, NULL},
+        {"valid", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257,
+         NULL},
+        {"pre default", "gpt2", "default", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges,
+         1, 257, NULL},
+        {"pre smollm", "gpt2", "smollm", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1,
+         257, NULL},
+        {"pre llama3", "gpt2", "llama3", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1,
+         257, NULL},
         {"missing tokens", "gpt2", "gpt-2", NULL, GGUF_STRING, 0, NULL, 0, 0, m.merges, 1, 0, "tokenizer.ggml.tokens"},
-        {"tokens of wrong type", "gpt2", "gpt-2", (const gguf_str *)i32s, GGUF_I32, 200, NULL, 0, 0, m.merges, 1, 0, "tokenizer.ggml.tokens"},
-        {"unknown model", "wordpiece9", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, "wordpiece9"},
-        {"unknown pre", "gpt2", "bogus-pre", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, "bogus-pre"},
-        {"scores count", "llama", NULL, m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 5, NULL, 0, 1, "scores"},
-        {"types count", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, 7, 0, m.merges, 1, 257, "token_type"},
-        {"type out of range", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, bad_types, (uint64_t)n_tok, 0, m.merges, 1, 257, "token_type 9"},
-        {"merge unknown token", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, bad_merge, 1, 257, "not in the vocabulary"},
-        {"merge without space", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, nospace, 1, 257, "merge 0"},
-        {"missing merges", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, NULL, 0, 257, "merges"},
-        {"bos out of range", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 99999, "bos_token_id"},
-        {"invalid utf-8 token", "gpt2", "gpt-2", bad_utf8, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, NULL, 0, 257, "UTF-8"},
-        {"duplicate token", "gpt2", "gpt-2", dup, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges, 1, 257, "duplicate"},
-        {"bad byte token", "llama", NULL, bad_byte, GGUF_STRING, (uint64_t)n_tok, byte_types, (uint64_t)n_tok, 0, NULL, 0, 1, "byte token"},
+        {"tokens of wrong type", "gpt2", "gpt-2", (const gguf_str *)i32s, GGUF_I32, 200, NULL, 0, 0, m.merges, 1, 0,
+         "tokenizer.ggml.tokens"},
+        {"unknown model", "wordpiece9", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0,
+         m.merges, 1, 257, "wordpiece9"},
+        {"unknown pre", "gpt2", "bogus-pre", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0,
+         m.merges, 1, 257, "bogus-pre"},
+        {"scores count", "llama", NULL, m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 5, NULL, 0, 1,
+         "scores"},
+        {"types count", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, 7, 0, m.merges, 1, 257,
+         "token_type"},
+        {"type out of range", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, bad_types, (uint64_t)n_tok, 0,
+         m.merges, 1, 257, "token_type 9"},
+        {"merge unknown token", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0,
+         bad_merge, 1, 257, "not in the vocabulary"},
+        {"merge without space", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0,
+         nospace, 1, 257, "merge 0"},
+        {"missing merges", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, NULL, 0,
+         257, "merges"},
+        {"bos out of range", "gpt2", "gpt-2", m.toks, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0,
+         m.merges, 1, 99999, "bos_token_id"},
+        {"invalid utf-8 token", "gpt2", "gpt-2", bad_utf8, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0,
+         NULL, 0, 257, "UTF-8"},
+        {"duplicate token", "gpt2", "gpt-2", dup, GGUF_STRING, (uint64_t)n_tok, m.types, (uint64_t)n_tok, 0, m.merges,
+         1, 257, "duplicate"},
+        {"bad byte token", "llama", NULL, bad_byte, GGUF_STRING, (uint64_t)n_tok, byte_types, (uint64_t)n_tok, 0, NULL,
+         0, 1, "byte token"},
     };
     float scores[300] = {0};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int n = 0;
         kvs[n++] = kv_str("tokenizer.ggml.model", cases[c].model);
         if (cases[c].pre) kvs[n++] = kv_str("tokenizer.ggml.pre", cases[c].pre);
-        if (cases[c].toks) kvs[n++] = kv_arr("tokenizer.ggml.tokens", cases[c].toks_type, cases[c].n_toks, cases[c].toks);
+        if (cases[c].toks)
+            kvs[n++] = kv_arr("tokenizer.ggml.tokens", cases[c].toks_type, cases[c].n_toks, cases[c].toks);
         if (cases[c].types) kvs[n++] = kv_arr("tokenizer.ggml.token_type", GGUF_I32, cases[c].n_types, cases[c].types);
         if (cases[c].n_scores) kvs[n++] = kv_arr("tokenizer.ggml.scores", GGUF_F32, cases[c].n_scores, scores);
-        if (cases[c].merges) kvs[n++] = kv_arr("tokenizer.ggml.merges", GGUF_STRING, cases[c].n_merges, cases[c].merges);
+        if (cases[c].merges)
+            kvs[n++] = kv_arr("tokenizer.ggml.merges", GGUF_STRING, cases[c].n_merges, cases[c].merges);
         msg[0] = 0;
         int rc = load_kvs(kvs, n, cases[c].bos, true, msg, sizeof msg);
         if (!cases[c].expect) {
             CHECK(rc == PL_OK, "%s: %s", cases[c].what, msg);
         } else {
-            CHECK(rc < 0 && rc > -100 && strstr(msg, cases[c].expect), "%s: rc %d, message '%s' should name '%s'", cases[c].what, rc,
-                  msg, cases[c].expect);
+            CHECK(rc < 0 && rc > -100 && strstr(msg, cases[c].expect), "%s: rc %d, message '%s' should name '%s'",
+                  cases[c].what, rc, msg, cases[c].expect);
         }
     }
 }
@@ -543,8 +578,10 @@ int main(void) {
         if (prompts) test_json(k_vocabs[k], &ls[k], prompts);
     }
     if (n_loaded == N_VOCABS) {
-        CHECK(strcmp(vocab_model_name(ls[0].v), "llama") == 0 && strcmp(vocab_pre_name(ls[0].v), "default") == 0, "spm names");
-        CHECK(strcmp(vocab_model_name(ls[2].v), "gpt2") == 0 && strcmp(vocab_pre_name(ls[2].v), "llama-bpe") == 0, "bpe names");
+        CHECK(strcmp(vocab_model_name(ls[0].v), "llama") == 0 && strcmp(vocab_pre_name(ls[0].v), "default") == 0,
+              "spm names");
+        CHECK(strcmp(vocab_model_name(ls[2].v), "gpt2") == 0 && strcmp(vocab_pre_name(ls[2].v), "llama-bpe") == 0,
+              "bpe names");
         CHECK(vocab_eos(ls[2].v) == 128001 && vocab_n_tokens(ls[2].v) == 128256, "llama-bpe eos / n_tokens");
         test_text_to_id(ls);
         test_hostile(ls);
