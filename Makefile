@@ -62,8 +62,9 @@ test: all $(TEST_BIN) $(REPLAY_BIN)
 
 # The enforcement and audit tests with their stress sizes (>= 20,000
 # argument-swap races per syscall, 2,000 audit crash rounds).
-stress: all $(BUILD)/test_enforce $(BUILD)/test_supervisor $(BUILD)/test_audit
-	PL_STRESS=1 $(BUILD)/test_enforce && PL_STRESS=1 $(BUILD)/test_supervisor && PL_STRESS=1 $(BUILD)/test_audit
+stress: all $(BUILD)/test_enforce $(BUILD)/test_supervisor $(BUILD)/test_audit $(BUILD)/test_audit_crash
+	PL_STRESS=1 $(BUILD)/test_enforce && PL_STRESS=1 $(BUILD)/test_supervisor && PL_STRESS=1 $(BUILD)/test_audit && \
+	  PL_STRESS=1 $(BUILD)/test_audit_crash
 
 # libFuzzer targets: clang, ASan + UBSan, the library compiled in.
 FUZZ_CC ?= clang

@@ -576,6 +576,16 @@ int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **
             sb->listener = (int)syscall(SYS_pidfd_getfd, pfd, lfd, 0);
             close(pfd);
         }
+        /* The watchdog must hold its copy of the listener BEFORE the agent
+         * is released ('K'): if this process died in between, the agent's
+         * governed syscalls would fail with ENOSYS while it kept running. */
+        if (sb->listener >= 0 && start_watchdog(sb, err) < 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            sb->pid = -1;
+            rc = PL_ERR_IO;
+            goto fail; /* err names the failed step; pl_sandbox_free closes the listener */
+        }
         if (sb->listener >= 0 && write(sv[0], "K", 1) != 1) {
             close(sb->listener);
             sb->listener = -1;
@@ -594,7 +604,6 @@ int pl_sandbox_spawn(const pl_sandbox_opts *o, char *const argv[], pl_sandbox **
     }
     close(sv[0]);
     sv[0] = -1;
-    if ((rc = start_watchdog(sb, err)) < 0) goto fail; /* pl_sandbox_free kills the agent */
     close(procs_fd);
     close(rs);
     free(prog.filter);
