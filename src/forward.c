@@ -99,6 +99,13 @@ static void mm_worker(void *arg, int ith, int nth) {
     for (int j = 0; j < t->n_jobs; j++) {
         const mm_job *job = &t->jobs[j];
         const int64_t rows = job->w->ne1;
+        if (t->xq && job->w->r16) { /* whole groups of 16 rows per thread */
+            const int64_t g0 = rows / 16 * ith / nth, g1 = rows / 16 * (ith + 1) / nth;
+            if (g0 < g1)
+                t->s->kern->matmul_r16(job->w->r16, job->w->type, job->w->ne0, 16 * g0, 16 * g1, t->xq, t->n_tok,
+                                       job->y, job->y_stride);
+            continue;
+        }
         const int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
         if (r0 >= r1) continue;
         if (t->xq && pl_q8_supported(job->w->type))
@@ -708,7 +715,7 @@ int pl_session_fork(pl_session *s, pl_session **out, char *err_buf, size_t err_c
 int pl_session_set_fast(pl_session *s, int on) {
     if (!s) return PL_ERR_ARG;
     s->fast = on != 0;
-    return PL_OK;
+    return s->fast ? pl_model_prepare_fast(s->model) : PL_OK;
 }
 
 int pl_session_n_threads(const pl_session *s) { return s ? s->n_threads : 0; }

@@ -417,6 +417,7 @@ void gguf_close(gguf_file *f) {
     free(f);
 }
 
+bool gguf_is_mapped(const gguf_file *f) { return f && f->mapped; }
 uint32_t gguf_version(const gguf_file *f) { return f->version; }
 uint64_t gguf_n_kv(const gguf_file *f) { return f->n_kv; }
 const gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i) { return i < f->n_kv ? &f->kvs[i] : NULL; }

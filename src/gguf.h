@@ -97,6 +97,9 @@ int gguf_open(const char *path, gguf_file **out, pl_err *err);
 /* Parses a caller-owned buffer that must outlive the gguf_file (fuzzing, tests). */
 int gguf_open_memory(const void *data, size_t size, gguf_file **out, pl_err *err);
 void gguf_close(gguf_file *f);
+/* True when the bytes are a read-only private file mapping (gguf_open), so
+ * pages may be dropped with MADV_DONTNEED and read again from the file. */
+bool gguf_is_mapped(const gguf_file *f);
 
 uint32_t gguf_version(const gguf_file *f);
 uint64_t gguf_n_kv(const gguf_file *f);

@@ -4,8 +4,12 @@
 #include "model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "quant.h"
 
@@ -249,7 +253,65 @@ void pl_model_close(pl_model *m) {
     gguf_close(m->gguf);
     free(m->layers);
     free(m->chat_template);
+    free(m->r16_mem);
     free(m);
+}
+
+/* ---- fast mode: r16 repack ---------------------------------------------------- */
+
+static pthread_mutex_t g_fast_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Calls fn on every layer matrix. */
+static void each_matrix(pl_model *m, void (*fn)(pl_model *, pl_weight *, void *), void *arg) {
+    for (int32_t i = 0; i < m->hp.n_layer; i++) {
+        pl_layer *l = &m->layers[i];
+        pl_weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+        for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
+            if (ws[k]->data) fn(m, ws[k], arg);
+    }
+}
+
+static bool r16_wanted(const pl_weight *w) { return pl_r16_supported(w->type, w->ne0, w->ne1); }
+
+static void r16_count(pl_model *m, pl_weight *w, void *arg) {
+    (void)m;
+    size_t *total = arg;
+    if (r16_wanted(w)) *total += ((size_t)w->ne1 * w->row_bytes + 63) / 64 * 64;
+}
+
+static void r16_fill(pl_model *m, pl_weight *w, void *arg) {
+    size_t *at = arg;
+    if (!r16_wanted(w)) return;
+    const size_t bytes = (size_t)w->ne1 * w->row_bytes;
+    pl_r16_pack(w->type, w->data, w->ne0, w->ne1, m->r16_mem + *at);
+    w->r16 = m->r16_mem + *at;
+    *at += (bytes + 63) / 64 * 64;
+    if (gguf_is_mapped(m->gguf)) { /* the whole pages inside the original rows */
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)w->data,
+                        a = (lo + page - 1) / page * page, b = (lo + bytes) / page * page;
+        if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+}
+
+int pl_model_prepare_fast(pl_model *m) {
+    if (!m || m->vocab_only) return PL_ERR_ARG;
+    pthread_mutex_lock(&g_fast_lock);
+    int rc = PL_OK;
+    if (!m->fast_prepared) {
+        size_t total = 0;
+        each_matrix(m, r16_count, &total);
+        if (total > 0) {
+            m->r16_mem = aligned_alloc(64, total);
+            if (!m->r16_mem) rc = PL_ERR_NOMEM;
+        }
+        if (rc == PL_OK) {
+            size_t at = 0;
+            each_matrix(m, r16_fill, &at);
+            m->fast_prepared = true;
+        }
+    }
+    pthread_mutex_unlock(&g_fast_lock);
+    return rc;
 }
 
 int32_t pl_model_n_vocab(const pl_model *m) { return m->hp.n_vocab; }

@@ -12,11 +12,12 @@
 
 /* A weight matrix or vector: a view into the mapping. Rows have ne0 values. */
 typedef struct pl_weight {
-    const void *data; /* borrowed from the GGUF mapping, NULL if absent */
-    uint32_t type;    /* enum ggml_type */
-    int64_t ne0;      /* values per row (input dimension) */
-    int64_t ne1;      /* rows (output dimension); 1 for vectors */
-    size_t row_bytes; /* bytes per row */
+    const void *data;   /* borrowed from the GGUF mapping, NULL if absent */
+    uint32_t type;      /* enum ggml_type */
+    int64_t ne0;        /* values per row (input dimension) */
+    int64_t ne1;        /* rows (output dimension); 1 for vectors */
+    size_t row_bytes;   /* bytes per row */
+    const uint8_t *r16; /* fast mode: the rows repacked (pl_r16_pack, ne1 * row_bytes), or NULL; owned by the model */
 } pl_weight;
 
 typedef struct pl_layer {
@@ -58,6 +59,15 @@ struct pl_model {
     pl_layer *layers;      /* n_layer entries, owned */
     char arch_name[32];    /* general.architecture */
     char *chat_template;   /* NUL-terminated copy or NULL, owned */
+    uint8_t *r16_mem;      /* owned: every layer weight's r16 copy, one 64-byte aligned block; NULL until prepared */
+    bool fast_prepared;    /* pl_model_prepare_fast has run (under a lock in model.c) */
 };
+
+/* Repacks once (thread-safe) every layer matrix the fast-mode r16 kernel takes
+ * (pl_r16_supported) and drops the original pages of the file mapping from
+ * memory (they are read back from the file if the exact path needs them), so
+ * fast mode keeps one copy of the weights. PL_ERR_NOMEM leaves the model
+ * unchanged: fast mode then works on the original rows, at the same bits. */
+int pl_model_prepare_fast(pl_model *m);
 
 #endif

@@ -500,6 +500,104 @@ static void matmul_q8_scalar(const void *W, uint32_t type, size_t rs, int64_t n,
     }
 }
 
+/* ---- fast mode: row-interleaved weights (r16, layout in quant.h) ------------ */
+
+/* Bytes of one (group of 16 rows, block) entry, 0 for other types. */
+static size_t r16_block_bytes(uint32_t type) {
+    switch (type) {
+    case GGML_Q8_0: return 16 * sizeof(pl_block_q8_0);
+    case GGML_Q4_0: return 16 * sizeof(pl_block_q4_0);
+    case GGML_Q5_0: return 16 * sizeof(pl_block_q5_0);
+    default: return 0;
+    }
+}
+
+bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
+    return r16_block_bytes(type) != 0 && n_in > 0 && n_in % PL_QK == 0 && n_rows > 0 && n_rows % 16 == 0;
+}
+
+void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uint8_t *out) {
+    const int64_t nb = n_in / PL_QK;
+    const size_t rs = pl_row_size(type, n_in), bb = r16_block_bytes(type);
+    for (int64_t g = 0; g < n_rows / 16; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = out + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *row = (const uint8_t *)W + (size_t)(g * 16 + r) * rs;
+                if (type == GGML_Q8_0) {
+                    const pl_block_q8_0 *x = (const pl_block_q8_0 *)(const void *)row + b;
+                    memcpy(o + 2 * r, &x->d, 2);
+                    for (int i = 0; i < 32; i++) o[32 + (i / 4) * 64 + 4 * r + i % 4] = (uint8_t)(x->qs[i] + 128);
+                } else if (type == GGML_Q4_0) {
+                    const pl_block_q4_0 *x = (const pl_block_q4_0 *)(const void *)row + b;
+                    memcpy(o + 2 * r, &x->d, 2);
+                    for (int i = 0; i < 16; i++) o[32 + (i / 4) * 64 + 4 * r + i % 4] = x->qs[i];
+                } else {
+                    const pl_block_q5_0 *x = (const pl_block_q5_0 *)(const void *)row + b;
+                    memcpy(o + 2 * r, &x->d, 2);
+                    for (int i = 0; i < 16; i++) o[32 + (i / 4) * 64 + 4 * r + i % 4] = x->qs[i];
+                    const uint32_t qh = pl_load_u32(x->qh);
+                    for (int i = 0; i < 32; i++) {
+                        uint8_t *hm = o + 32 + 256 + (i / 4) * 8; /* uint64 hm[i/4], little endian */
+                        const int bit = 4 * r + i % 4;
+                        if ((qh >> i) & 1)
+                            hm[bit / 8] |= (uint8_t)(1u << (bit % 8));
+                        else
+                            hm[bit / 8] &= (uint8_t) ~(1u << (bit % 8));
+                    }
+                }
+            }
+        }
+}
+
+/* Reference kernel on packed weights: decodes each (row, block) back to its
+ * integer weights and follows the canonical order of matmul_q8_scalar. */
+static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
+                              int64_t nt, float *y, int64_t ys) {
+    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n);
+    const size_t bb = r16_block_bytes(type);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t g = r / 16;
+        const int lane = (int)(r % 16);
+        for (int64_t t = 0; t < nt; t++) {
+            const uint8_t *a = xq + t * stride;
+            float acc[16] = {0};
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *o = P + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+                uint16_t dh;
+                memcpy(&dh, o + 2 * lane, 2);
+                const float dw = pl_fp16_to_f32(dh);
+                int32_t w[32];
+                for (int i = 0; i < 32; i++) {
+                    if (type == GGML_Q8_0) {
+                        w[i] = o[32 + (i / 4) * 64 + 4 * lane + i % 4] - 128;
+                    } else {
+                        const uint8_t q = o[32 + ((i % 16) / 4) * 64 + 4 * lane + i % 4];
+                        int v = i < 16 ? q & 0xF : q >> 4;
+                        if (type == GGML_Q4_0) {
+                            v -= 8;
+                        } else {
+                            const int bit = 4 * lane + i % 4;
+                            v = (v | ((o[32 + 256 + (i / 4) * 8 + bit / 8] >> (bit % 8)) & 1) << 4) - 16;
+                        }
+                        w[i] = v;
+                    }
+                }
+                const uint8_t *G = a + b / 16 * PL_Q8A_GROUP_BYTES;
+                const int l = (int)(b % 16);
+                int32_t S = 0;
+                for (int i = 0; i < 32; i++) S += w[i] * (int8_t)G[(i / 4) * 64 + 4 * l + i % 4];
+                float dx;
+                memcpy(&dx, G + 512 + 4 * l, 4);
+                acc[l] = fmaf((float)S, dw * dx, acc[l]);
+            }
+            for (int h = 8; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) acc[l] += acc[l + h];
+            y[t * ys + r] = acc[0];
+        }
+    }
+}
+
 /* ---- attention ---------------------------------------------------------------- */
 
 /* Canonical score of one key (also the AVX-512 kernel's, lane by lane):
@@ -566,6 +664,7 @@ static const pl_kernels k_scalar = {
     .attn = pl_attn_generic,
     .quant_act = quant_act_scalar,
     .matmul_q8 = matmul_q8_scalar,
+    .matmul_r16 = matmul_r16_scalar,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -584,6 +683,7 @@ static const pl_kernels k_avx2 = {
     .attn = pl_attn_generic,
     .quant_act = quant_act_scalar, /* no AVX2 integer kernels: the references */
     .matmul_q8 = matmul_q8_scalar,
+    .matmul_r16 = matmul_r16_scalar,
 };
 
 static const pl_kernels k_avx512 = {
@@ -598,6 +698,7 @@ static const pl_kernels k_avx512 = {
     .attn = pl_attn_avx512,
     .quant_act = pl_quant_act_avx512,
     .matmul_q8 = pl_matmul_q8_avx512,
+    .matmul_r16 = pl_matmul_r16_avx512,
 };
 #pragma GCC diagnostic pop
 

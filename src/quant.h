@@ -140,6 +140,30 @@ bool pl_q8_supported(uint32_t type);
 void pl_matmul_rows_q8(const struct pl_kernels *k, const void *W, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
                        const uint8_t *xq, int64_t n_tok, float *y, int64_t y_stride, uint8_t *scratch);
 
+/* ---- fast mode: row-interleaved weights ("r16") -----------------------------
+ * A Q8_0, Q4_0 or Q5_0 matrix whose rows come in whole groups of 16 can be
+ * repacked once (pl_model_prepare_fast) so that one 64-byte vector holds four
+ * codes of each of 16 rows: the integer kernel keeps rows in SIMD lanes, reads
+ * the weights as they lie (no per-call repack, no padding of rows shorter
+ * than 512 values) and reproduces pl_matmul_rows_q8 bit for bit. The packed
+ * matrix has exactly the bytes of the original. Per group of 16 rows, per
+ * block b (block-major inside a group, groups one after another):
+ *   all types: uint16 d[16], the f16 block scales of rows 0..15;
+ *   Q8_0 (544 bytes): 8 vectors s of 64 bytes, byte 4r+k = q[r][4s+k] + 128;
+ *   Q4_0 (288 bytes): 4 vectors p, byte 4r+k = qs[r][4p+k] (its low nibble is
+ *                     value 4p+k, its high nibble value 16+4p+k);
+ *   Q5_0 (352 bytes): as Q4_0, then uint64 hm[8]: bit 4r+k of hm[s] is bit
+ *                     4s+k of qh[r] (the fifth bit of value 4s+k). */
+bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows);
+/* Packs n_rows rows of n_in values (pl_r16_supported) into out, which holds
+ * n_rows * pl_row_size(type, n_in) bytes. */
+void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uint8_t *out);
+/* y[t*ys + r] for r in [r0, r1) (multiples of 16), t < n_tok: packed matrix P
+ * (rows of n_in values) times the q8a activations xq, exactly as
+ * pl_matmul_rows_q8 on the unpacked rows. Allocates nothing. */
+typedef void (*pl_matmul_r16_fn)(const uint8_t *P, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
+                                 const uint8_t *xq, int64_t n_tok, float *y, int64_t ys);
+
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
     const char *isa;             /* "avx512", "avx2" or "scalar" */
@@ -149,6 +173,7 @@ typedef struct pl_kernels {
     pl_attn_fn attn;             /* attention of one GQA group (see pl_attn_fn) */
     pl_quant_act_fn quant_act;   /* fast mode: float rows -> q8a (see pl_q8a_stride) */
     pl_matmul_q8_fn matmul_q8;   /* fast mode: integer matmul body (see pl_matmul_rows_q8) */
+    pl_matmul_r16_fn matmul_r16; /* fast mode: the same on r16-packed weights */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

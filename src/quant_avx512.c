@@ -1161,10 +1161,148 @@ void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int
                 q8_repack_row(type, (const uint8_t *)W + (size_t)(rb + r) * rs, n, sc + r * st);
                 w[r] = sc + r * st;
             }
+            /* Pull the next row block toward the cache while this one computes:
+             * the repack is otherwise a stall on memory reads. */
+            if (rb + Q8_TR < r1) {
+                const uint8_t *nx = (const uint8_t *)W + (size_t)(rb + Q8_TR) * rs;
+                const int64_t nr = r1 - rb - Q8_TR < Q8_TR ? r1 - rb - Q8_TR : Q8_TR;
+                for (size_t o = 0; o < (size_t)nr * rs; o += 64) _mm_prefetch((const char *)(nx + o), _MM_HINT_T0);
+            }
             int64_t t = g0;
             for (; t + Q8_TT <= g0 + gn; t += Q8_TT)
                 k_q8_tiles[kind][R - 1][Q8_TT - 1](w, xq + t * st, st, ng, off, y + t * ys + rb, ys);
             if (t < g0 + gn) k_q8_tiles[kind][R - 1][g0 + gn - t - 1](w, xq + t * st, st, ng, off, y + t * ys + rb, ys);
         }
+    }
+}
+
+/* ---- fast mode on r16-packed weights (layout in quant.h) ------------------
+ * Rows sit in the 16 lanes: per block, the eight dword vectors of codes are
+ * loaded once per group of rows and multiplied with a broadcast dword of each
+ * token's q8a block (VPDPBUSD), so no lane is padding and the weights are
+ * read as stored. The canonical order of pl_matmul_rows_q8 needs, per row,
+ * 16 partial sums over the blocks b with b % 16 = l: the kernel visits the
+ * blocks residue by residue, keeps each residue's sums in `part` and ends
+ * with the same halving tree. */
+#define R16_G 2 /* groups of 16 rows per register tile */
+#define R16_T 6 /* tokens per register tile */
+
+/* Unsigned codes of dword vector s of a (group, block) entry. KIND 0 Q8_0,
+ * 1 Q4_0, 2 Q5_0. */
+static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, const uint8_t *e, int s) {
+    if (KIND == 0) return _mm512_loadu_si512(e + 32 + 64 * s);
+    const __m512i v = _mm512_loadu_si512(e + 32 + 64 * (s & 3)), m = _mm512_set1_epi8(0xF);
+    __m512i u = s < 4 ? _mm512_and_si512(v, m) : _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    if (KIND == 2) {
+        uint64_t hm;
+        memcpy(&hm, e + 32 + 256 + 8 * s, 8);
+        u = _mm512_mask_add_epi8(u, _cvtu64_mask64(hm), u, _mm512_set1_epi8(16));
+    }
+    return u;
+}
+
+static inline __attribute__((always_inline)) void r16_tile(const int KIND, const int G, const int T, const uint8_t *P,
+                                                           int64_t nb, size_t bb, const uint8_t *x, int64_t xst,
+                                                           float *y, int64_t ys) {
+    const int sh = KIND == 0 ? 7 : KIND == 1 ? 3 : 4; /* offset 128, 8, 16 */
+    const size_t gb = (size_t)nb * bb;                /* bytes per group of rows */
+    const int L = nb < 16 ? (int)nb : 16;
+    __m512 part[16][R16_G][R16_T];
+    for (int l = 0; l < L; l++) {
+        __m512 A[R16_G][R16_T];
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+            A[g][t] = _mm512_setzero_ps();
+        for (int64_t b = l; b < nb; b += 16) {
+            const uint8_t *e[R16_G], *xb[R16_T];
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] = P + (size_t)g * gb + (size_t)b * bb;
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] =
+                x + t * xst + b / 16 * PL_Q8A_GROUP_BYTES + 4 * (b % 16);
+            __m512i S[R16_G][R16_T];
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+                S[g][t] = _mm512_setzero_si512();
+            _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
+                __m512i U[R16_G];
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s);
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                    int32_t a;
+                    memcpy(&a, xb[t] + 64 * s, 4);
+                    const __m512i X = _mm512_set1_epi32(a);
+                    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = _mm512_dpbusd_epi32(S[g][t], U[g], X);
+                }
+            }
+            __m512 DW[R16_G];
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) DW[g] =
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                int32_t sum;
+                float dx;
+                memcpy(&sum, xb[t] + 640, 4);
+                memcpy(&dx, xb[t] + 512, 4);
+                const __m512i off = _mm512_set1_epi32((int32_t)((uint32_t)sum << sh));
+                const __m512 vdx = _mm512_set1_ps(dx);
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) A[g][t] = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(S[g][t], off)), _mm512_mul_ps(DW[g], vdx), A[g][t]);
+            }
+        }
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+            part[l][g][t] = A[g][t];
+    }
+    for (int l = L; l < 16; l++)
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < T; t++) part[l][g][t] = _mm512_setzero_ps();
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < T; t++) {
+            __m512 a[16];
+            _Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) a[l] = part[l][g][t];
+            _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++) a[l] = _mm512_add_ps(a[l], a[l + 8]);
+            _Pragma("GCC unroll 4") for (int l = 0; l < 4; l++) a[l] = _mm512_add_ps(a[l], a[l + 4]);
+            a[0] = _mm512_add_ps(a[0], a[2]), a[1] = _mm512_add_ps(a[1], a[3]);
+            _mm512_storeu_ps(y + t * ys + 16 * g, _mm512_add_ps(a[0], a[1]));
+        }
+}
+
+typedef void (*r16_tile_fn)(const uint8_t *P, int64_t nb, size_t bb, const uint8_t *x, int64_t xst, float *y,
+                            int64_t ys);
+#define R16_FN(K, G, T)                                                                                                \
+    static void r16_tile_##K##_##G##_##T(const uint8_t *P, int64_t nb, size_t bb, const uint8_t *x, int64_t xst,       \
+                                         float *y, int64_t ys) {                                                       \
+        r16_tile(K, G, T, P, nb, bb, x, xst, y, ys);                                                                   \
+    }
+#define R16_ROW(K, G) R16_FN(K, G, 1) R16_FN(K, G, 2) R16_FN(K, G, 3) R16_FN(K, G, 4) R16_FN(K, G, 5) R16_FN(K, G, 6)
+#define R16_KIND(K) R16_ROW(K, 1) R16_ROW(K, 2)
+R16_KIND(0)
+R16_KIND(1)
+R16_KIND(2)
+#define R16_E(K, G)                                                                                                    \
+    {                                                                                                                  \
+        r16_tile_##K##_##G##_1, r16_tile_##K##_##G##_2, r16_tile_##K##_##G##_3, r16_tile_##K##_##G##_4,                \
+            r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
+    }
+_Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
+static const r16_tile_fn k_r16_tiles[3][R16_G][R16_T] = {
+    {R16_E(0, 1), R16_E(0, 2)},
+    {R16_E(1, 1), R16_E(1, 2)},
+    {R16_E(2, 1), R16_E(2, 2)},
+};
+
+/* Per tile of R16_G row groups: every token tile in turn (the groups' weights
+ * stay in L1/L2), while the next tile's weights are prefetched. */
+void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
+                          int64_t nt, float *y, int64_t ys) {
+    const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : 2;
+    const int64_t nb = n / PL_QK, st = pl_q8a_stride(n);
+    const size_t bb = (size_t)(kind == 0 ? 544 : kind == 1 ? 288 : 352), gb = (size_t)nb * bb;
+    for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {
+        const int G = (int)(r1 / 16 - g < R16_G ? r1 / 16 - g : R16_G);
+        const uint8_t *pg = P + (size_t)g * gb;
+        if (g + G < r1 / 16) {
+            const int64_t ng = r1 / 16 - g - G < R16_G ? r1 / 16 - g - G : R16_G;
+            const uint8_t *nx = pg + (size_t)G * gb;
+            for (size_t o = 0; o < (size_t)ng * gb; o += 64) _mm_prefetch((const char *)(nx + o), _MM_HINT_T1);
+        }
+        int64_t t = 0;
+        for (; t + R16_T <= nt; t += R16_T)
+            k_r16_tiles[kind][G - 1][R16_T - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
+        if (t < nt) k_r16_tiles[kind][G - 1][nt - t - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
     }
 }

@@ -897,6 +897,65 @@ static void test_q8(void) {
           "pl_q8_supported");
 }
 
+/* r16 (row-interleaved) packing and kernels: scalar and AVX-512 kernels on
+ * the packed rows reproduce the reference integer matmul on the original rows
+ * bit for bit, for several row lengths (fewer and more than 16 blocks, not
+ * multiples of 16 blocks), row ranges and token counts. */
+static void test_r16(void) {
+    const pl_kernels *ref = pl_kernels_for("scalar"), *simd = pl_kernels_for("avx512");
+    static const int64_t lens[] = {32, 160, 512, 576, 896, 1536, 4096 + 96};
+    static const int64_t ntoks[] = {1, 2, 5, 6, 7, 13, 45};
+    static const uint32_t types[] = {GGML_Q8_0, GGML_Q4_0, GGML_Q5_0};
+    const int64_t R = 80, NT = 45;
+    CHECK(pl_r16_supported(GGML_Q8_0, 576, 192) && !pl_r16_supported(GGML_Q8_0, 576, 200) &&
+              !pl_r16_supported(GGML_Q8_0, 48, 16) && !pl_r16_supported(GGML_Q4_K, 512, 16) &&
+              !pl_r16_supported(GGML_F16, 512, 16) && !pl_r16_supported(GGML_Q8_0, 0, 16),
+          "pl_r16_supported");
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li], st = pl_q8a_stride(n);
+        float *x = malloc((size_t)(n * NT) * sizeof(float));
+        for (int64_t i = 0; i < n * NT; i++) x[i] = rndf(-2, 2) * (rnd() % 50 == 0 ? 30.0f : 1.0f);
+        for (int64_t i = 0; i < 32; i++) x[2 * n + i] = 0.0f; /* a zero block */
+        uint8_t *q = malloc((size_t)(st * NT));
+        ref->quant_act(x, n, n, NT, q);
+        uint8_t *scratch = aligned_alloc(64, (size_t)(PL_Q8_SCRATCH_BYTES(n) + 63) / 64 * 64);
+        float *yr = malloc((size_t)(R * NT) * sizeof(float)), *yg = malloc((size_t)(R * NT) * sizeof(float));
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const uint32_t t = types[ti];
+            const size_t rs = pl_row_size(t, n);
+            uint8_t *W = malloc(rs * (size_t)R), *P = malloc(rs * (size_t)R);
+            fill_random(t, W, n * R, false);
+            memset(P, 0xA5, rs * (size_t)R); /* the packer must write every byte it owns */
+            pl_r16_pack(t, W, n, R, P);
+            pl_matmul_rows_q8(ref, W, t, n, 0, R, q, NT, yr, R, scratch);
+            const pl_kernels *ks[2] = {ref, simd};
+            for (int ki = 0; ki < 2; ki++) {
+                if (!ks[ki]) continue;
+                int bad = 0;
+                for (size_t ni = 0; ni < sizeof ntoks / sizeof ntoks[0]; ni++) {
+                    const int64_t nt = ntoks[ni], t0 = NT - nt;
+                    for (int64_t i = 0; i < R * NT; i++) yg[i] = -1.0f;
+                    ks[ki]->matmul_r16(P, t, n, 0, R, q + t0 * st, nt, yg, R);
+                    for (int64_t tk = 0; tk < nt; tk++)
+                        for (int64_t r = 0; r < R; r++) bad += fbits(yg[tk * R + r]) != fbits(yr[(t0 + tk) * R + r]);
+                    /* a row range starting mid-matrix, one group */
+                    for (int64_t i = 0; i < R * NT; i++) yg[i] = -1.0f;
+                    ks[ki]->matmul_r16(P, t, n, 16, 64, q + t0 * st, nt, yg, R);
+                    ks[ki]->matmul_r16(P, t, n, 64, 80, q + t0 * st, nt, yg, R);
+                    for (int64_t tk = 0; tk < nt; tk++) {
+                        for (int64_t r = 16; r < 80; r++) bad += fbits(yg[tk * R + r]) != fbits(yr[(t0 + tk) * R + r]);
+                        for (int64_t r = 0; r < 16; r++) bad += yg[tk * R + r] != -1.0f; /* untouched */
+                    }
+                }
+                CHECK(bad == 0, "r16 %s %s n=%lld: %d outputs differ from the reference on unpacked rows", ks[ki]->isa,
+                      pl_type_traits_get(t)->name, (long long)n, bad);
+            }
+            free(W), free(P);
+        }
+        free(x), free(q), free(scratch), free(yr), free(yg);
+    }
+}
+
 int main(void) {
     const pl_kernels *best = pl_kernels_get();
     printf("kernels: %s\n", best->isa);
@@ -911,5 +970,6 @@ int main(void) {
     test_threadpool();
     test_attention();
     test_q8();
+    test_r16();
     return testlib_finish("test_kernels");
 }
