@@ -363,6 +363,8 @@ static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, 
             memcpy(G + 576 + 4 * l, &ax, 4);
             memcpy(G + 640 + 4 * l, &sum, 4);
             memcpy(G + 704 + 4 * l, &sumh, 4);
+            const int32_t off = -128 * sum;
+            memcpy(G + 768 + 4 * l, &off, 4);
         }
     }
 }
@@ -516,12 +518,20 @@ bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
     return r16_block_bytes(type) != 0 && n_in > 0 && n_in % PL_QK == 0 && n_rows > 0 && n_rows % 16 == 0;
 }
 
+/* Index of block b's entry inside its group: entries are residue-major
+ * (blocks 0, 16, 32, ..., then 1, 17, ...), the order the kernels walk. */
+static int64_t r16_entry(int64_t nb, int64_t b) {
+    const int64_t l = b % 16, q = nb / 16, rem = nb % 16;
+    /* residues below l hold q + 1 entries each while they are < rem */
+    return l * q + (l < rem ? l : rem) + b / 16;
+}
+
 void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uint8_t *out) {
     const int64_t nb = n_in / PL_QK;
     const size_t rs = pl_row_size(type, n_in), bb = r16_block_bytes(type);
     for (int64_t g = 0; g < n_rows / 16; g++)
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = out + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+            uint8_t *o = out + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
             for (int r = 0; r < 16; r++) {
                 const uint8_t *row = (const uint8_t *)W + (size_t)(g * 16 + r) * rs;
                 if (type == GGML_Q8_0) {
@@ -563,7 +573,7 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
             const uint8_t *a = xq + t * stride;
             float acc[16] = {0};
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *o = P + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+                const uint8_t *o = P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
                 uint16_t dh;
                 memcpy(&dh, o + 2 * lane, 2);
                 const float dw = pl_fp16_to_f32(dh);

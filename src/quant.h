@@ -100,11 +100,12 @@ struct pl_kernels;
  *   float d[16]   at 512: the block scale d_b = amax_b / 127;
  *   float ax[16]  at 576: d_b * (float)sum_b (for min / offset terms);
  *   int32 sum[16] at 640: sum_b of the block's 32 quants;
- *   int32 sumh[16] at 704: sum of its first 16 quants (Q6_K halves).
+ *   int32 sumh[16] at 704: sum of its first 16 quants (Q6_K halves);
+ *   int32 off[16] at 768: -128 * sum_b (the offset term of unsigned codes).
  * Quantization (the scalar reference defines it; every ISA reproduces the
  * bytes): amax = max |x|, d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0,
  * q = (int)nearbyintf(x * id) (round to nearest even); padding lanes are 0. */
-#define PL_Q8A_GROUP_BYTES 768
+#define PL_Q8A_GROUP_BYTES 832
 /* Bytes per token of the q8a layout for rows of n_in values. */
 static inline int64_t pl_q8a_stride(int64_t n_in) { return (n_in / 32 + 15) / 16 * PL_Q8A_GROUP_BYTES; }
 /* Quantizes n_tok rows of n_in floats (x + t*xs) to q8a at dst + t*stride
@@ -146,8 +147,9 @@ void pl_matmul_rows_q8(const struct pl_kernels *k, const void *W, uint32_t type,
  * codes of each of 16 rows: the integer kernel keeps rows in SIMD lanes, reads
  * the weights as they lie (no per-call repack, no padding of rows shorter
  * than 512 values) and reproduces pl_matmul_rows_q8 bit for bit. The packed
- * matrix has exactly the bytes of the original. Per group of 16 rows, per
- * block b (block-major inside a group, groups one after another):
+ * matrix has exactly the bytes of the original. Groups of 16 rows follow one
+ * another; inside a group one entry per block b, residue-major (blocks 0, 16,
+ * 32, ..., then 1, 17, ..., the order of the canonical lane sums). An entry:
  *   all types: uint16 d[16], the f16 block scales of rows 0..15;
  *   Q8_0 (544 bytes): 8 vectors s of 64 bytes, byte 4r+k = q[r][4s+k] + 128;
  *   Q4_0 (288 bytes): 4 vectors p, byte 4r+k = qs[r][4p+k] (its low nibble is

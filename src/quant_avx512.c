@@ -888,6 +888,8 @@ void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint
             memcpy(G + 576 + 4 * l, &ax, 4);
             memcpy(G + 640 + 4 * l, &sum, 4);
             memcpy(G + 704 + 4 * l, &sumh, 4);
+            const int32_t off = -128 * sum;
+            memcpy(G + 768 + 4 * l, &off, 4);
         }
     }
 }
@@ -1204,22 +1206,29 @@ static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, c
 static inline __attribute__((always_inline)) void r16_tile(const int KIND, const int G, const int T, const uint8_t *P,
                                                            int64_t nb, size_t bb, const uint8_t *x, int64_t xst,
                                                            float *y, int64_t ys) {
-    const int sh = KIND == 0 ? 7 : KIND == 1 ? 3 : 4; /* offset 128, 8, 16 */
-    const size_t gb = (size_t)nb * bb;                /* bytes per group of rows */
+    const int sh = KIND == 1 ? 4 : 3;  /* -128 * sum >> sh: offset 8 (Q4_0), 16 (Q5_0) */
+    const size_t gb = (size_t)nb * bb; /* bytes per group of rows */
     const int L = nb < 16 ? (int)nb : 16;
     __m512 part[16][R16_G][R16_T];
+    const uint8_t *el = P; /* residue l's first entry (entries are residue-major, see quant.h) */
     for (int l = 0; l < L; l++) {
         __m512 A[R16_G][R16_T];
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             A[g][t] = _mm512_setzero_ps();
-        for (int64_t b = l; b < nb; b += 16) {
+        for (int64_t b = l; b < nb; b += 16, el += bb) {
             const uint8_t *e[R16_G], *xb[R16_T];
-            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] = P + (size_t)g * gb + (size_t)b * bb;
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] = el + (size_t)g * gb;
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] =
                 x + t * xst + b / 16 * PL_Q8A_GROUP_BYTES + 4 * (b % 16);
+            /* S starts at the offset term: -128, -8 or -16 times the block sum */
             __m512i S[R16_G][R16_T];
-            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-                S[g][t] = _mm512_setzero_si512();
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                int32_t o;
+                memcpy(&o, xb[t] + 768, 4);
+                __m512i init = _mm512_set1_epi32(o);
+                if (KIND != 0) init = _mm512_srai_epi32(init, sh);
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
+            }
             _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
                 __m512i U[R16_G];
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s);
@@ -1234,14 +1243,11 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) DW[g] =
                 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                int32_t sum;
                 float dx;
-                memcpy(&sum, xb[t] + 640, 4);
                 memcpy(&dx, xb[t] + 512, 4);
-                const __m512i off = _mm512_set1_epi32((int32_t)((uint32_t)sum << sh));
                 const __m512 vdx = _mm512_set1_ps(dx);
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) A[g][t] = _mm512_fmadd_ps(
-                    _mm512_cvtepi32_ps(_mm512_sub_epi32(S[g][t], off)), _mm512_mul_ps(DW[g], vdx), A[g][t]);
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) A[g][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
             }
         }
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
@@ -1300,9 +1306,12 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
             const uint8_t *nx = pg + (size_t)G * gb;
             for (size_t o = 0; o < (size_t)ng * gb; o += 64) _mm_prefetch((const char *)(nx + o), _MM_HINT_T1);
         }
-        int64_t t = 0;
-        for (; t + R16_T <= nt; t += R16_T)
-            k_r16_tiles[kind][G - 1][R16_T - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
-        if (t < nt) k_r16_tiles[kind][G - 1][nt - t - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
+        /* token tiles as even as R16_T allows (43 = 6+6+6+5+5+5+5+5, not 7 x 6 + 1) */
+        const int64_t n_tiles = (nt + R16_T - 1) / R16_T, base = nt / n_tiles, extra = nt % n_tiles;
+        for (int64_t i = 0, t = 0; i < n_tiles; i++) {
+            const int64_t tn = base + (i < extra);
+            k_r16_tiles[kind][G - 1][tn - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
+            t += tn;
+        }
     }
 }
