@@ -117,6 +117,47 @@ static void mm_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Elementwise work before a matmul, split by tokens across the pool (each
+ * element gets the same operations as a serial loop, so the bits do not
+ * depend on the thread count). In order, for each token row t:
+ * res += res_add; gate = silu(gate) * up; norm_out = rmsnorm(res) * norm_w;
+ * then, in fast mode, the matmul input rows are quantized into s->xq. */
+typedef struct prep_task {
+    pl_session *s;
+    int64_t n_tok;
+    float *res;            /* [n_tok][res_n] residual rows, or NULL */
+    const float *res_add;  /* [n_tok][res_n] added to res, or NULL */
+    int64_t res_n;         /* values per residual row */
+    float *gate;           /* [n_tok][ff] becomes silu(gate) * up, or NULL */
+    const float *up;       /* [n_tok][ff] */
+    int64_t ff;            /* values per gate row */
+    const float *norm_w;   /* [res_n] F32 norm weights (aligned copy), or NULL */
+    float eps;             /* rms epsilon */
+    float *norm_out;       /* [n_tok][res_n] */
+    const float *q_src;    /* [n_tok][q_stride] rows to quantize (q8a into s->xq), or NULL */
+    int64_t q_stride, q_n; /* floats between rows, values quantized per row */
+} prep_task;
+
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+
+static void prep_worker(void *arg, int ith, int nth) {
+    const prep_task *p = arg;
+    const int64_t t0 = p->n_tok * ith / nth, t1 = p->n_tok * (ith + 1) / nth;
+    for (int64_t t = t0; t < t1; t++) {
+        if (p->res_add)
+            for (int64_t i = 0; i < p->res_n; i++) p->res[t * p->res_n + i] += p->res_add[t * p->res_n + i];
+        if (p->gate)
+            for (int64_t i = t * p->ff; i < (t + 1) * p->ff; i++) {
+                const float g = p->gate[i];
+                p->gate[i] = g / (1.0f + expf(-g)) * p->up[i];
+            }
+        if (p->norm_w) rmsnorm(p->norm_out + t * p->res_n, p->res + t * p->res_n, p->norm_w, p->res_n, p->eps);
+    }
+    if (p->q_src && t1 > t0)
+        p->s->kern->quant_act(p->q_src + t0 * p->q_stride, p->q_stride, p->q_n, t1 - t0,
+                              p->s->xq + t0 * pl_q8a_stride(p->q_n));
+}
+
 /* Quantizes n_tok rows of n values (x, x_stride apart) into s->xq when fast
  * mode is on and type has an integer kernel; returns s->xq, else NULL. */
 static const uint8_t *quantize_input(pl_session *s, uint32_t type, const float *x, int64_t x_stride, int64_t n,
@@ -126,13 +167,24 @@ static const uint8_t *quantize_input(pl_session *s, uint32_t type, const float *
     return s->xq;
 }
 
-/* All jobs of one call share the input x (same x, stride and ne0); in fast
- * mode it is quantized once here, before the threads start. */
-static void matmul(pl_session *s, int64_t n_tok, int n_jobs, const mm_job *jobs) {
+/* All jobs of one call share the input x (same x, stride and ne0). prep (or
+ * NULL) runs first, in parallel; in fast mode it also quantizes x once into
+ * s->xq when a job's type has an integer kernel. */
+static void matmul(pl_session *s, int64_t n_tok, int n_jobs, const mm_job *jobs, prep_task *prep) {
     mm_task t = {.s = s, .n_jobs = n_jobs, .n_tok = n_tok};
-    for (int j = 0; j < n_jobs; j++) t.jobs[j] = jobs[j];
-    for (int j = 0; j < n_jobs && !t.xq; j++)
-        t.xq = quantize_input(s, jobs[j].w->type, jobs[0].x, jobs[0].x_stride, jobs[0].w->ne0, n_tok);
+    bool quant = false;
+    for (int j = 0; j < n_jobs; j++) {
+        t.jobs[j] = jobs[j];
+        quant |= s->fast && pl_q8_supported(jobs[j].w->type) && jobs[0].w->ne0 % 32 == 0;
+    }
+    prep_task none = {0};
+    if (!prep && quant) prep = &none;
+    if (prep) {
+        prep->s = s, prep->n_tok = n_tok;
+        if (quant) prep->q_src = jobs[0].x, prep->q_stride = jobs[0].x_stride, prep->q_n = jobs[0].w->ne0;
+        pl_threadpool_run(s->pool, prep_worker, prep);
+    }
+    if (quant) t.xq = s->xq;
     pl_threadpool_run(s->pool, mm_worker, &t);
 }
 
@@ -220,7 +272,9 @@ static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
     const pl_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, F = hp->n_ff, KV = s->kv_dim, Q = s->q_dim;
     const int32_t p0 = s->slot0;
-    float *wtmp = s->scratch; /* thread 0's scratch doubles as norm-weight buffer between parallel runs */
+    /* thread 0's scratch doubles as the norm-weight buffer: the prep run that
+     * reads it ends before the matmul run that reuses the scratch */
+    float *wn = s->scratch;
 
     for (int64_t t = 0; t < n_tok; t++)
         s->kern->to_float[m->tok_embd.type]((const char *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes,
@@ -230,10 +284,17 @@ static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
     for (int64_t t = 0; t < n_tok; t++) s->slot_serial[p0 + t] = s->serial;
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const pl_layer *L = &m->layers[l];
-        for (int64_t t = 0; t < n_tok; t++) rmsnorm_w(s->xb + t * E, s->x + t * E, &L->attn_norm, E, hp->rms_eps, wtmp);
+        /* the previous layer's FFN output (in xb) joins the residual here */
+        memcpy(wn, L->attn_norm.data, (size_t)E * sizeof(float));
+        prep_task pa = {.res = s->x,
+                        .res_add = l > 0 ? s->xb : NULL,
+                        .res_n = E,
+                        .norm_w = wn,
+                        .eps = hp->rms_eps,
+                        .norm_out = s->xb};
         const mm_job qkv[3] = {
             {&L->wq, s->xb, E, s->q, Q}, {&L->wk, s->xb, E, s->kb, KV}, {&L->wv, s->xb, E, s->vb, KV}};
-        matmul(s, n_tok, 3, qkv);
+        matmul(s, n_tok, 3, qkv, &pa);
         add_bias(s->q, &L->bq, n_tok, Q);
         add_bias(s->kb, &L->bk, n_tok, KV);
         add_bias(s->vb, &L->bv, n_tok, KV);
@@ -253,20 +314,18 @@ static void forward_batch(pl_session *s, const int32_t *ids, int64_t n_tok) {
         pl_threadpool_run(s->pool, att_worker, &at);
         /* attention output is in xb ([n_tok][Q]); project into hb2's first E cols */
         const mm_job wo = {&L->wo, s->xb, Q, s->hb2, E};
-        matmul(s, n_tok, 1, &wo);
-        for (int64_t i = 0; i < n_tok * E; i++) s->x[i] += s->hb2[i];
+        matmul(s, n_tok, 1, &wo, NULL);
 
-        for (int64_t t = 0; t < n_tok; t++) rmsnorm_w(s->xb + t * E, s->x + t * E, &L->ffn_norm, E, hp->rms_eps, wtmp);
+        memcpy(wn, L->ffn_norm.data, (size_t)E * sizeof(float));
+        prep_task pf = {
+            .res = s->x, .res_add = s->hb2, .res_n = E, .norm_w = wn, .eps = hp->rms_eps, .norm_out = s->xb};
         const mm_job gu[2] = {{&L->w_gate, s->xb, E, s->hb, F}, {&L->w_up, s->xb, E, s->hb2, F}};
-        matmul(s, n_tok, 2, gu);
-        for (int64_t i = 0; i < n_tok * F; i++) {
-            const float g = s->hb[i];
-            s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
-        }
+        matmul(s, n_tok, 2, gu, &pf);
+        prep_task ps = {.gate = s->hb, .up = s->hb2, .ff = F};
         const mm_job down = {&L->w_down, s->hb, F, s->xb, E};
-        matmul(s, n_tok, 1, &down);
-        for (int64_t i = 0; i < n_tok * E; i++) s->x[i] += s->xb[i];
+        matmul(s, n_tok, 1, &down, &ps);
     }
+    for (int64_t i = 0; i < n_tok * E; i++) s->x[i] += s->xb[i];
 }
 
 /* Final norm and output projection for hidden rows [first, first+n) of s->x,
@@ -277,7 +336,7 @@ static void compute_logits(pl_session *s, int64_t first, int64_t n, size_t out_r
     for (int64_t t = 0; t < n; t++)
         rmsnorm_w(s->xb + t * E, s->x + (first + t) * E, &m->output_norm, E, m->hp.rms_eps, s->scratch);
     const mm_job out = {&m->output, s->xb, E, s->logits + out_row * (size_t)m->hp.n_vocab, m->hp.n_vocab};
-    matmul(s, n, 1, &out);
+    matmul(s, n, 1, &out, NULL);
 }
 
 static int sfail(pl_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -534,7 +593,7 @@ int session_eval_forks(pl_session *s, const pl_seq *seqs, size_t n_seqs, const i
             pl_threadpool_run(s->pool, sel_worker, &t);
         } else {
             const mm_job job = {&m->output, s->xb, E, dst, n_vocab};
-            matmul(s, n_want, 1, &job);
+            matmul(s, n_want, 1, &job, NULL);
         }
         out_row += (size_t)n_want;
     }
