@@ -261,8 +261,10 @@ void pl_model_close(pl_model *m) {
 
 static pthread_mutex_t g_fast_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Calls fn on every layer matrix. */
+/* Calls fn on every layer matrix and the output matrix (when tied, the copy
+ * in m->output: the embedding lookup keeps reading m->tok_embd's rows). */
 static void each_matrix(pl_model *m, void (*fn)(pl_model *, pl_weight *, void *), void *arg) {
+    if (m->output.data) fn(m, &m->output, arg);
     for (int32_t i = 0; i < m->hp.n_layer; i++) {
         pl_layer *l = &m->layers[i];
         pl_weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
