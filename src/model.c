@@ -281,18 +281,28 @@ static void r16_count(pl_model *m, pl_weight *w, void *arg) {
     if (r16_wanted(w)) *total += ((size_t)w->ne1 * w->row_bytes + 63) / 64 * 64;
 }
 
+/* Packs w in slices of rows, dropping each slice's original pages from the
+ * mapping as soon as it is packed, so the peak RSS holds the two copies of
+ * one slice only (not of the whole matrix). */
 static void r16_fill(pl_model *m, pl_weight *w, void *arg) {
     size_t *at = arg;
     if (!r16_wanted(w)) return;
-    const size_t bytes = (size_t)w->ne1 * w->row_bytes;
-    pl_r16_pack(w->type, w->data, w->ne0, w->ne1, m->r16_mem + *at);
-    w->r16 = m->r16_mem + *at;
-    *at += (bytes + 63) / 64 * 64;
-    if (gguf_is_mapped(m->gguf)) { /* the whole pages inside the original rows */
-        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)w->data,
-                        a = (lo + page - 1) / page * page, b = (lo + bytes) / page * page;
-        if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+    const size_t bytes = (size_t)w->ne1 * w->row_bytes, page = (size_t)sysconf(_SC_PAGESIZE);
+    const int64_t slice = 256; /* rows per slice, a multiple of 16 */
+    uint8_t *dst = m->r16_mem + *at;
+    const uintptr_t lo = (uintptr_t)w->data;
+    uintptr_t dropped = (lo + page - 1) / page * page; /* first page not yet dropped */
+    for (int64_t r = 0; r < w->ne1; r += slice) {
+        const int64_t n = w->ne1 - r < slice ? w->ne1 - r : slice;
+        pl_r16_pack(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, w->ne0, n,
+                    dst + (size_t)r * w->row_bytes);
+        if (gguf_is_mapped(m->gguf)) { /* whole pages inside the rows packed so far */
+            const uintptr_t end = (lo + (size_t)(r + n) * w->row_bytes) / page * page;
+            if (end > dropped) (void)madvise((void *)dropped, end - dropped, MADV_DONTNEED), dropped = end;
+        }
     }
+    w->r16 = dst;
+    *at += (bytes + 63) / 64 * 64;
 }
 
 int pl_model_prepare_fast(pl_model *m) {
