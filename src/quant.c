@@ -510,12 +510,30 @@ static size_t r16_block_bytes(uint32_t type) {
     case GGML_Q8_0: return 16 * sizeof(pl_block_q8_0);
     case GGML_Q4_0: return 16 * sizeof(pl_block_q4_0);
     case GGML_Q5_0: return 16 * sizeof(pl_block_q5_0);
+    case GGML_Q4_K: return 16 * sizeof(pl_block_q4_k) / 8; /* entries per super-block: 8 blocks */
     default: return 0;
     }
 }
 
 bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
-    return r16_block_bytes(type) != 0 && n_in > 0 && n_in % PL_QK == 0 && n_rows > 0 && n_rows % 16 == 0;
+    const int64_t blk = type == GGML_Q4_K ? PL_QK_K : PL_QK;
+    return r16_block_bytes(type) != 0 && n_in > 0 && n_in % blk == 0 && n_rows > 0 && n_rows % 16 == 0;
+}
+
+/* Q4_K entry of (group g, super-block sb), 2304 bytes: f16 d[16] at 0, f16
+ * dmin[16] at 32, scale byte k of row r at 64 + 16k + r, then per pair of
+ * sub-blocks i < 4 at 256 + 512i, vector s < 8 at +64s: byte 4r+c =
+ * qs[r][32i + 4s + c] (low nibble: sub-block 2i, high: 2i+1). */
+static void r16_pack_q4_k(const uint8_t *W, size_t rs, int64_t nsb, int64_t g, int64_t sb, uint8_t *o) {
+    for (int r = 0; r < 16; r++) {
+        const pl_block_q4_k *x = (const pl_block_q4_k *)(const void *)(W + (size_t)(g * 16 + r) * rs) + sb;
+        memcpy(o + 2 * r, &x->d, 2);
+        memcpy(o + 32 + 2 * r, &x->dmin, 2);
+        for (int k = 0; k < PL_K_SCALE_SIZE; k++) o[64 + 16 * k + r] = x->scales[k];
+        for (int i = 0; i < 4; i++)
+            for (int v = 0; v < 32; v++) o[256 + 512 * i + (v / 4) * 64 + 4 * r + v % 4] = x->qs[32 * i + v];
+    }
+    (void)nsb;
 }
 
 /* Index of block b's entry inside its group: entries are residue-major
@@ -529,6 +547,12 @@ static int64_t r16_entry(int64_t nb, int64_t b) {
 void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uint8_t *out) {
     const int64_t nb = n_in / PL_QK;
     const size_t rs = pl_row_size(type, n_in), bb = r16_block_bytes(type);
+    if (type == GGML_Q4_K) { /* super-block entries in order */
+        for (int64_t g = 0; g < n_rows / 16; g++)
+            for (int64_t sb = 0; sb < nb / 8; sb++)
+                r16_pack_q4_k(W, rs, nb / 8, g, sb, out + ((size_t)g * (size_t)nb + (size_t)sb * 8) * bb);
+        return;
+    }
     for (int64_t g = 0; g < n_rows / 16; g++)
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = out + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
@@ -573,13 +597,27 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
             const uint8_t *a = xq + t * stride;
             float acc[16] = {0};
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *o = P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
+                const uint8_t *o = type == GGML_Q4_K ? P + ((size_t)g * (size_t)nb + (size_t)(b / 8) * 8) * bb
+                                                     : P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
                 uint16_t dh;
                 memcpy(&dh, o + 2 * lane, 2);
-                const float dw = pl_fp16_to_f32(dh);
+                float dw = pl_fp16_to_f32(dh), mw = 0.0f;
                 int32_t w[32];
+                if (type == GGML_Q4_K) {
+                    const int j = (int)(b % 8);
+                    uint8_t sc8[PL_K_SCALE_SIZE], sc, m;
+                    for (int k = 0; k < PL_K_SCALE_SIZE; k++) sc8[k] = o[64 + 16 * k + lane];
+                    pl_k_scale_min(j, sc8, &sc, &m);
+                    memcpy(&dh, o + 32 + 2 * lane, 2);
+                    mw = -(pl_fp16_to_f32(dh) * (float)m);
+                    dw = dw * (float)sc;
+                }
                 for (int i = 0; i < 32; i++) {
-                    if (type == GGML_Q8_0) {
+                    if (type == GGML_Q4_K) {
+                        const int j = (int)(b % 8);
+                        const uint8_t q = o[256 + 512 * (j / 2) + (i / 4) * 64 + 4 * lane + i % 4];
+                        w[i] = j % 2 ? q >> 4 : q & 0xF;
+                    } else if (type == GGML_Q8_0) {
                         w[i] = o[32 + (i / 4) * 64 + 4 * lane + i % 4] - 128;
                     } else {
                         const uint8_t q = o[32 + ((i % 16) / 4) * 64 + 4 * lane + i % 4];
@@ -597,9 +635,11 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
                 const int l = (int)(b % 16);
                 int32_t S = 0;
                 for (int i = 0; i < 32; i++) S += w[i] * (int8_t)G[(i / 4) * 64 + 4 * l + i % 4];
-                float dx;
+                float dx, ax;
                 memcpy(&dx, G + 512 + 4 * l, 4);
+                memcpy(&ax, G + 576 + 4 * l, 4);
                 acc[l] = fmaf((float)S, dw * dx, acc[l]);
+                if (type == GGML_Q4_K) acc[l] = fmaf(mw, ax, acc[l]);
             }
             for (int h = 8; h >= 1; h /= 2)
                 for (int l = 0; l < h; l++) acc[l] += acc[l + h];

@@ -1190,9 +1190,13 @@ void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int
 #define R16_T 6 /* tokens per register tile */
 
 /* Unsigned codes of dword vector s of a (group, block) entry. KIND 0 Q8_0,
- * 1 Q4_0, 2 Q5_0. */
-static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, const uint8_t *e, int s) {
+ * 1 Q4_0, 2 Q5_0, 3 Q4_K (e the super-block entry, j the sub-block). */
+static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, const uint8_t *e, int s, int j) {
     if (KIND == 0) return _mm512_loadu_si512(e + 32 + 64 * s);
+    if (KIND == 3) {
+        const __m512i v = _mm512_loadu_si512(e + 256 + 512 * (j / 2) + 64 * s), m = _mm512_set1_epi8(0xF);
+        return j % 2 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m) : _mm512_and_si512(v, m);
+    }
     const __m512i v = _mm512_loadu_si512(e + 32 + 64 * (s & 3)), m = _mm512_set1_epi8(0xF);
     __m512i u = s < 4 ? _mm512_and_si512(v, m) : _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
     if (KIND == 2) {
@@ -1211,13 +1215,16 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
     const int L = nb < 16 ? (int)nb : 16;
     __m512 part[16][R16_G][R16_T];
     const uint8_t *el = P; /* residue l's first entry (entries are residue-major, see quant.h) */
+    const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int l = 0; l < L; l++) {
         __m512 A[R16_G][R16_T];
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             A[g][t] = _mm512_setzero_ps();
+        const int j = l % 8; /* Q4_K: the sub-block of every block of residue l */
         for (int64_t b = l; b < nb; b += 16, el += bb) {
             const uint8_t *e[R16_G], *xb[R16_T];
-            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] = el + (size_t)g * gb;
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] =
+                KIND == 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] =
                 x + t * xst + b / 16 * PL_Q8A_GROUP_BYTES + 4 * (b % 16);
             /* S starts at the offset term: -128, -8 or -16 times the block sum */
@@ -1225,13 +1232,13 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                 int32_t o;
                 memcpy(&o, xb[t] + 768, 4);
-                __m512i init = _mm512_set1_epi32(o);
-                if (KIND != 0) init = _mm512_srai_epi32(init, sh);
+                __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
+                if (KIND == 1 || KIND == 2) init = _mm512_srai_epi32(init, sh);
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
             }
             _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
                 __m512i U[R16_G];
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s);
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s, j);
                 _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                     int32_t a;
                     memcpy(&a, xb[t] + 64 * s, 4);
@@ -1239,15 +1246,38 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
                     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = _mm512_dpbusd_epi32(S[g][t], U[g], X);
                 }
             }
-            __m512 DW[R16_G];
-            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) DW[g] =
-                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
+            __m512 DW[R16_G], MW[R16_G];
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+                DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
+                if (KIND == 3) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
+                    const uint8_t *k = e[g] + 64;
+                    const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(0xF), m48 = _mm_set1_epi8(0x30);
+                    __m128i sc, mn;
+                    if (j < 4) {
+                        sc = _mm_and_si128(_mm_loadu_si128((const __m128i *)(k + 16 * j)), m63);
+                        mn = _mm_and_si128(_mm_loadu_si128((const __m128i *)(k + 16 * (j + 4))), m63);
+                    } else {
+                        const __m128i hi = _mm_loadu_si128((const __m128i *)(k + 16 * (j + 4)));
+                        const __m128i lo = _mm_loadu_si128((const __m128i *)(k + 16 * (j - 4)));
+                        const __m128i mid = _mm_loadu_si128((const __m128i *)(k + 16 * j));
+                        sc = _mm_or_si128(_mm_and_si128(hi, m15), _mm_and_si128(_mm_srli_epi16(lo, 2), m48));
+                        mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(hi, 4), m15),
+                                          _mm_and_si128(_mm_srli_epi16(mid, 2), m48));
+                    }
+                    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(e[g] + 32)));
+                    DW[g] = _mm512_mul_ps(DW[g], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc)));
+                    MW[g] = _mm512_xor_ps(_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn))), sign);
+                }
+            }
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                float dx;
+                float dx, ax;
                 memcpy(&dx, xb[t] + 512, 4);
-                const __m512 vdx = _mm512_set1_ps(dx);
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) A[g][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
+                memcpy(&ax, xb[t] + 576, 4);
+                const __m512 vdx = _mm512_set1_ps(dx), vax = _mm512_set1_ps(ax);
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+                    A[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
+                    if (KIND == 3) A[g][t] = _mm512_fmadd_ps(MW[g], vax, A[g][t]);
+                }
             }
         }
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
@@ -1279,25 +1309,28 @@ typedef void (*r16_tile_fn)(const uint8_t *P, int64_t nb, size_t bb, const uint8
 R16_KIND(0)
 R16_KIND(1)
 R16_KIND(2)
+R16_KIND(3)
 #define R16_E(K, G)                                                                                                    \
     {                                                                                                                  \
         r16_tile_##K##_##G##_1, r16_tile_##K##_##G##_2, r16_tile_##K##_##G##_3, r16_tile_##K##_##G##_4,                \
             r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
     }
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
-static const r16_tile_fn k_r16_tiles[3][R16_G][R16_T] = {
+static const r16_tile_fn k_r16_tiles[4][R16_G][R16_T] = {
     {R16_E(0, 1), R16_E(0, 2)},
     {R16_E(1, 1), R16_E(1, 2)},
     {R16_E(2, 1), R16_E(2, 2)},
+    {R16_E(3, 1), R16_E(3, 2)},
 };
 
 /* Per tile of R16_G row groups: every token tile in turn (the groups' weights
  * stay in L1/L2), while the next tile's weights are prefetched. */
 void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                           int64_t nt, float *y, int64_t ys) {
-    const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : 2;
+    const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : type == GGML_Q5_0 ? 2 : 3;
     const int64_t nb = n / PL_QK, st = pl_q8a_stride(n);
-    const size_t bb = (size_t)(kind == 0 ? 544 : kind == 1 ? 288 : 352), gb = (size_t)nb * bb;
+    static const size_t k_bb[4] = {544, 288, 352, 288}; /* bytes per (group, block); Q4_K: 2304 per 8 blocks */
+    const size_t bb = k_bb[kind], gb = (size_t)nb * bb;
     for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {
         const int G = (int)(r1 / 16 - g < R16_G ? r1 / 16 - g : R16_G);
         const uint8_t *pg = P + (size_t)g * gb;
