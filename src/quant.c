@@ -511,12 +511,13 @@ static size_t r16_block_bytes(uint32_t type) {
     case GGML_Q4_0: return 16 * sizeof(pl_block_q4_0);
     case GGML_Q5_0: return 16 * sizeof(pl_block_q5_0);
     case GGML_Q4_K: return 16 * sizeof(pl_block_q4_k) / 8; /* entries per super-block: 8 blocks */
+    case GGML_Q6_K: return 16 * sizeof(pl_block_q6_k) / 8;
     default: return 0;
     }
 }
 
 bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
-    const int64_t blk = type == GGML_Q4_K ? PL_QK_K : PL_QK;
+    const int64_t blk = type == GGML_Q4_K || type == GGML_Q6_K ? PL_QK_K : PL_QK;
     return r16_block_bytes(type) != 0 && n_in > 0 && n_in % blk == 0 && n_rows > 0 && n_rows % 16 == 0;
 }
 
@@ -536,6 +537,23 @@ static void r16_pack_q4_k(const uint8_t *W, size_t rs, int64_t nsb, int64_t g, i
     (void)nsb;
 }
 
+/* Q6_K entry of (group g, super-block sb), 3360 bytes: f16 d[16] at 0, scale
+ * k of row r at 32 + 16k + r, then the ql bytes in 4 regions of 512 at 288 +
+ * 512(2h + half) (h < 2, half < 2), vector s at +64s: byte 4r+c =
+ * ql[r][64h + 32half + 4s + c]; then the qh bytes in 2 regions at 2336 + 512h,
+ * vector s: byte 4r+c = qh[r][32h + 4s + c]. */
+static void r16_pack_q6_k(const uint8_t *W, size_t rs, int64_t g, int64_t sb, uint8_t *o) {
+    for (int r = 0; r < 16; r++) {
+        const pl_block_q6_k *x = (const pl_block_q6_k *)(const void *)(W + (size_t)(g * 16 + r) * rs) + sb;
+        memcpy(o + 2 * r, &x->d, 2);
+        for (int k = 0; k < 16; k++) o[32 + 16 * k + r] = (uint8_t)x->scales[k];
+        for (int q = 0; q < 4; q++)
+            for (int v = 0; v < 32; v++) o[288 + 512 * q + (v / 4) * 64 + 4 * r + v % 4] = x->ql[32 * q + v];
+        for (int h = 0; h < 2; h++)
+            for (int v = 0; v < 32; v++) o[2336 + 512 * h + (v / 4) * 64 + 4 * r + v % 4] = x->qh[32 * h + v];
+    }
+}
+
 /* Index of block b's entry inside its group: entries are residue-major
  * (blocks 0, 16, 32, ..., then 1, 17, ...), the order the kernels walk. */
 static int64_t r16_entry(int64_t nb, int64_t b) {
@@ -547,10 +565,15 @@ static int64_t r16_entry(int64_t nb, int64_t b) {
 void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uint8_t *out) {
     const int64_t nb = n_in / PL_QK;
     const size_t rs = pl_row_size(type, n_in), bb = r16_block_bytes(type);
-    if (type == GGML_Q4_K) { /* super-block entries in order */
+    if (type == GGML_Q4_K || type == GGML_Q6_K) { /* super-block entries in order */
         for (int64_t g = 0; g < n_rows / 16; g++)
-            for (int64_t sb = 0; sb < nb / 8; sb++)
-                r16_pack_q4_k(W, rs, nb / 8, g, sb, out + ((size_t)g * (size_t)nb + (size_t)sb * 8) * bb);
+            for (int64_t sb = 0; sb < nb / 8; sb++) {
+                uint8_t *o = out + ((size_t)g * (size_t)nb + (size_t)sb * 8) * bb;
+                if (type == GGML_Q4_K)
+                    r16_pack_q4_k(W, rs, nb / 8, g, sb, o);
+                else
+                    r16_pack_q6_k(W, rs, g, sb, o);
+            }
         return;
     }
     for (int64_t g = 0; g < n_rows / 16; g++)
@@ -597,8 +620,9 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
             const uint8_t *a = xq + t * stride;
             float acc[16] = {0};
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *o = type == GGML_Q4_K ? P + ((size_t)g * (size_t)nb + (size_t)(b / 8) * 8) * bb
-                                                     : P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
+                const bool super = type == GGML_Q4_K || type == GGML_Q6_K;
+                const uint8_t *o = super ? P + ((size_t)g * (size_t)nb + (size_t)(b / 8) * 8) * bb
+                                         : P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
                 uint16_t dh;
                 memcpy(&dh, o + 2 * lane, 2);
                 float dw = pl_fp16_to_f32(dh), mw = 0.0f;
@@ -613,7 +637,13 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
                     dw = dw * (float)sc;
                 }
                 for (int i = 0; i < 32; i++) {
-                    if (type == GGML_Q4_K) {
+                    if (type == GGML_Q6_K) {
+                        const int j = (int)(b % 8), h = j / 4, kk = j % 4;
+                        const uint8_t qlb = o[288 + 512 * (2 * h + (kk & 1)) + (i / 4) * 64 + 4 * lane + i % 4];
+                        const uint8_t qhb = o[2336 + 512 * h + (i / 4) * 64 + 4 * lane + i % 4];
+                        const int q = (kk < 2 ? qlb & 0xF : qlb >> 4) | ((qhb >> (2 * kk)) & 3) << 4;
+                        w[i] = (q - 32) * (int8_t)o[32 + 16 * (8 * h + i / 16 + 2 * kk) + lane];
+                    } else if (type == GGML_Q4_K) {
                         const int j = (int)(b % 8);
                         const uint8_t q = o[256 + 512 * (j / 2) + (i / 4) * 64 + 4 * lane + i % 4];
                         w[i] = j % 2 ? q >> 4 : q & 0xF;

@@ -1197,6 +1197,14 @@ static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, c
         const __m512i v = _mm512_loadu_si512(e + 256 + 512 * (j / 2) + 64 * s), m = _mm512_set1_epi8(0xF);
         return j % 2 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m) : _mm512_and_si512(v, m);
     }
+    if (KIND == 4) { /* Q6_K: 6-bit q = nibble | two high bits << 4 */
+        const int h = j / 4, k = j % 4;
+        const __m512i ql = _mm512_loadu_si512(e + 288 + 512 * (2 * h + (k & 1)) + 64 * s);
+        const __m512i qh = _mm512_loadu_si512(e + 2336 + 512 * h + 64 * s), m = _mm512_set1_epi8(0xF);
+        const __m512i nib = k < 2 ? _mm512_and_si512(ql, m) : _mm512_and_si512(_mm512_srli_epi16(ql, 4), m);
+        const __m512i hi = k == 3 ? _mm512_srli_epi16(qh, 2) : _mm512_slli_epi16(qh, 4 - 2 * k);
+        return _mm512_or_si512(nib, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
+    }
     const __m512i v = _mm512_loadu_si512(e + 32 + 64 * (s & 3)), m = _mm512_set1_epi8(0xF);
     __m512i u = s < 4 ? _mm512_and_si512(v, m) : _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
     if (KIND == 2) {
@@ -1224,17 +1232,36 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
         for (int64_t b = l; b < nb; b += 16, el += bb) {
             const uint8_t *e[R16_G], *xb[R16_T];
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] =
-                KIND == 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
+                KIND >= 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] =
                 x + t * xst + b / 16 * PL_Q8A_GROUP_BYTES + 4 * (b % 16);
             /* S starts at the offset term: -128, -8 or -16 times the block sum */
             __m512i S[R16_G][R16_T];
+            /* Q6_K: S = sc_a * Sa + sc_b * Sb, Sa / Sb over the two 16-value halves,
+             * starting at -32 sumh / -32 (sum - sumh); sc_a, sc_b per row as int32 */
+            __m512i SB[R16_G][R16_T], SCA[R16_G], SCB[R16_G];
+            if (KIND == 4) {
+                const int h = j / 4, k = j % 4;
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+                    SCA[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(e[g] + 32 + 16 * (8 * h + 2 * k))));
+                    SCB[g] =
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(e[g] + 32 + 16 * (8 * h + 2 * k + 1))));
+                }
+            }
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                 int32_t o;
                 memcpy(&o, xb[t] + 768, 4);
-                __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
-                if (KIND == 1 || KIND == 2) init = _mm512_srai_epi32(init, sh);
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
+                if (KIND == 4) {
+                    int32_t sum, sumh;
+                    memcpy(&sum, xb[t] + 640, 4);
+                    memcpy(&sumh, xb[t] + 704, 4);
+                    const __m512i ia = _mm512_set1_epi32(-32 * sumh), ib = _mm512_set1_epi32(-32 * (sum - sumh));
+                    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = ia, SB[g][t] = ib;
+                } else {
+                    __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
+                    if (KIND == 1 || KIND == 2) init = _mm512_srai_epi32(init, sh);
+                    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
+                }
             }
             _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
                 __m512i U[R16_G];
@@ -1243,9 +1270,19 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
                     int32_t a;
                     memcpy(&a, xb[t] + 64 * s, 4);
                     const __m512i X = _mm512_set1_epi32(a);
-                    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = _mm512_dpbusd_epi32(S[g][t], U[g], X);
+                    if (KIND == 4 && s >= 4) {
+                        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) SB[g][t] =
+                            _mm512_dpbusd_epi32(SB[g][t], U[g], X);
+                    } else {
+                        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] =
+                            _mm512_dpbusd_epi32(S[g][t], U[g], X);
+                    }
                 }
             }
+            if (KIND == 4)
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+                    S[g][t] =
+                        _mm512_add_epi32(_mm512_mullo_epi32(S[g][t], SCA[g]), _mm512_mullo_epi32(SB[g][t], SCB[g]));
             __m512 DW[R16_G], MW[R16_G];
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
                 DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
@@ -1310,26 +1347,25 @@ R16_KIND(0)
 R16_KIND(1)
 R16_KIND(2)
 R16_KIND(3)
+R16_KIND(4)
 #define R16_E(K, G)                                                                                                    \
     {                                                                                                                  \
         r16_tile_##K##_##G##_1, r16_tile_##K##_##G##_2, r16_tile_##K##_##G##_3, r16_tile_##K##_##G##_4,                \
             r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
     }
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
-static const r16_tile_fn k_r16_tiles[4][R16_G][R16_T] = {
-    {R16_E(0, 1), R16_E(0, 2)},
-    {R16_E(1, 1), R16_E(1, 2)},
-    {R16_E(2, 1), R16_E(2, 2)},
-    {R16_E(3, 1), R16_E(3, 2)},
+static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
+    {R16_E(0, 1), R16_E(0, 2)}, {R16_E(1, 1), R16_E(1, 2)}, {R16_E(2, 1), R16_E(2, 2)},
+    {R16_E(3, 1), R16_E(3, 2)}, {R16_E(4, 1), R16_E(4, 2)},
 };
 
 /* Per tile of R16_G row groups: every token tile in turn (the groups' weights
  * stay in L1/L2), while the next tile's weights are prefetched. */
 void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                           int64_t nt, float *y, int64_t ys) {
-    const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : type == GGML_Q5_0 ? 2 : 3;
+    const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : type == GGML_Q5_0 ? 2 : type == GGML_Q4_K ? 3 : 4;
     const int64_t nb = n / PL_QK, st = pl_q8a_stride(n);
-    static const size_t k_bb[4] = {544, 288, 352, 288}; /* bytes per (group, block); Q4_K: 2304 per 8 blocks */
+    static const size_t k_bb[5] = {544, 288, 352, 288, 420}; /* bytes per (group, block); K-quants per 8 blocks */
     const size_t bb = k_bb[kind], gb = (size_t)nb * bb;
     for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {
         const int G = (int)(r1 / 16 - g < R16_G ? r1 / 16 - g : R16_G);
@@ -1339,8 +1375,9 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
             const uint8_t *nx = pg + (size_t)G * gb;
             for (size_t o = 0; o < (size_t)ng * gb; o += 64) _mm_prefetch((const char *)(nx + o), _MM_HINT_T1);
         }
-        /* token tiles as even as R16_T allows (43 = 6+6+6+5+5+5+5+5, not 7 x 6 + 1) */
-        const int64_t n_tiles = (nt + R16_T - 1) / R16_T, base = nt / n_tiles, extra = nt % n_tiles;
+        /* token tiles as even as the cap allows (43 = 6+6+6+5+5+5+5+5, not 7 x 6 + 1) */
+        const int64_t tmax = kind == 4 ? 4 : R16_T; /* Q6_K holds two accumulators per (rows, token) */
+        const int64_t n_tiles = (nt + tmax - 1) / tmax, base = nt / n_tiles, extra = nt % n_tiles;
         for (int64_t i = 0, t = 0; i < n_tiles; i++) {
             const int64_t tn = base + (i < extra);
             k_r16_tiles[kind][G - 1][tn - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
