@@ -363,8 +363,15 @@ static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, 
             memcpy(G + 576 + 4 * l, &ax, 4);
             memcpy(G + 640 + 4 * l, &sum, 4);
             memcpy(G + 704 + 4 * l, &sumh, 4);
-            const int32_t off = -128 * sum;
+            const int32_t off = -128 * sum, nh = -32 * sumh, nr = -32 * (sum - sumh);
             memcpy(G + 768 + 4 * l, &off, 4);
+            uint8_t *N = o + pl_q8a_groups_bytes(n) + b * PL_Q8A_NAT_BYTES; /* natural copy */
+            for (int i = 0; i < PL_QK; i++) N[i] = G[(i / 4) * 64 + 4 * l + i % 4];
+            memcpy(N + 32, &d, 4);
+            memcpy(N + 36, &ax, 4);
+            memcpy(N + 40, &off, 4);
+            memcpy(N + 44, &nh, 4);
+            memcpy(N + 48, &nr, 4);
         }
     }
 }
@@ -661,13 +668,13 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
                         w[i] = v;
                     }
                 }
-                const uint8_t *G = a + b / 16 * PL_Q8A_GROUP_BYTES;
+                const uint8_t *N = a + pl_q8a_groups_bytes(n) + b * PL_Q8A_NAT_BYTES;
                 const int l = (int)(b % 16);
                 int32_t S = 0;
-                for (int i = 0; i < 32; i++) S += w[i] * (int8_t)G[(i / 4) * 64 + 4 * l + i % 4];
+                for (int i = 0; i < 32; i++) S += w[i] * (int8_t)N[i];
                 float dx, ax;
-                memcpy(&dx, G + 512 + 4 * l, 4);
-                memcpy(&ax, G + 576 + 4 * l, 4);
+                memcpy(&dx, N + 32, 4);
+                memcpy(&ax, N + 36, 4);
                 acc[l] = fmaf((float)S, dw * dx, acc[l]);
                 if (type == GGML_Q4_K) acc[l] = fmaf(mw, ax, acc[l]);
             }

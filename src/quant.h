@@ -102,12 +102,19 @@ struct pl_kernels;
  *   int32 sum[16] at 640: sum_b of the block's 32 quants;
  *   int32 sumh[16] at 704: sum of its first 16 quants (Q6_K halves);
  *   int32 off[16] at 768: -128 * sum_b (the offset term of unsigned codes).
+ * After the groups (at pl_q8a_groups_bytes), the same blocks in natural
+ * order for the r16 kernels, PL_Q8A_NAT_BYTES (one cache line) per block:
+ *   int8 q[32] at 0; float d at 32; float ax at 36; int32 off at 40;
+ *   int32 -32 * sumh at 44; int32 -32 * (sum - sumh) at 48; zero to 64.
  * Quantization (the scalar reference defines it; every ISA reproduces the
  * bytes): amax = max |x|, d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0,
  * q = (int)nearbyintf(x * id) (round to nearest even); padding lanes are 0. */
 #define PL_Q8A_GROUP_BYTES 832
+#define PL_Q8A_NAT_BYTES 64
+/* Bytes of the transposed groups of one token. */
+static inline int64_t pl_q8a_groups_bytes(int64_t n_in) { return (n_in / 32 + 15) / 16 * PL_Q8A_GROUP_BYTES; }
 /* Bytes per token of the q8a layout for rows of n_in values. */
-static inline int64_t pl_q8a_stride(int64_t n_in) { return (n_in / 32 + 15) / 16 * PL_Q8A_GROUP_BYTES; }
+static inline int64_t pl_q8a_stride(int64_t n_in) { return pl_q8a_groups_bytes(n_in) + n_in / 32 * PL_Q8A_NAT_BYTES; }
 /* Quantizes n_tok rows of n_in floats (x + t*xs) to q8a at dst + t*stride
  * (stride = pl_q8a_stride(n_in)); n_in must be a multiple of 32. */
 typedef void (*pl_quant_act_fn)(const float *x, int64_t xs, int64_t n_in, int64_t n_tok, uint8_t *dst);
@@ -117,7 +124,7 @@ typedef void (*pl_matmul_q8_fn)(const void *W, uint32_t type, size_t rs, int64_t
 /* Rows the integer matmul repacks at once, and the per-thread scratch bytes
  * it needs for rows of n_in values (64-byte aligned inside, so 64 of slack). */
 #define PL_Q8_ROWS 4
-#define PL_Q8_SCRATCH_BYTES(n_in) ((int64_t)PL_Q8_ROWS * pl_q8a_stride(n_in) + 64)
+#define PL_Q8_SCRATCH_BYTES(n_in) ((int64_t)PL_Q8_ROWS * pl_q8a_groups_bytes(n_in) + 64)
 
 /* True when type has an integer kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
  * Q5_K, Q6_K); other types keep the float path in fast mode. */

@@ -863,11 +863,12 @@ static inline void q8_put32(uint8_t *G, int l, __m256i v) {
 }
 
 void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst) {
-    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n), full = nb / 16 * PL_Q8A_GROUP_BYTES;
+    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n), full = nb / 16 * PL_Q8A_GROUP_BYTES,
+                  gbytes = pl_q8a_groups_bytes(n);
     const __m512 sgn = _mm512_set1_ps(-0.0f);
     for (int64_t t = 0; t < nt; t++) {
         uint8_t *o = dst + t * stride;
-        if (stride > full) memset(o + full, 0, (size_t)(stride - full));
+        if (gbytes > full) memset(o + full, 0, (size_t)(gbytes - full));
         for (int64_t b = 0; b < nb; b++) {
             const float *v = x + t * xs + b * PL_QK;
             uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
@@ -890,6 +891,18 @@ void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint
             memcpy(G + 704 + 4 * l, &sumh, 4);
             const int32_t off = -128 * sum;
             memcpy(G + 768 + 4 * l, &off, 4);
+            /* natural copy: codes, d, ax, off, -32 sumh, -32 (sum - sumh), zeros */
+            uint8_t *N = o + gbytes + b * PL_Q8A_NAT_BYTES;
+            _mm512_storeu_si512(N, _mm512_setzero_si512());
+            _mm256_storeu_si256(
+                (__m256i *)(void *)N,
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1));
+            const int32_t nh = -32 * sumh, nr = -32 * (sum - sumh);
+            memcpy(N + 32, &d, 4);
+            memcpy(N + 36, &ax, 4);
+            memcpy(N + 40, &off, 4);
+            memcpy(N + 44, &nh, 4);
+            memcpy(N + 48, &nr, 4);
         }
     }
 }
@@ -1144,7 +1157,7 @@ static const q8_tile_fn k_q8_tiles[3][Q8_TR][Q8_TT] = {
  * each row once into scratch, then sweep the tokens in Q8_TT tiles. */
 void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                          int64_t nt, float *y, int64_t ys, uint8_t *scratch) {
-    const int64_t st = pl_q8a_stride(n), ng = st / PL_Q8A_GROUP_BYTES;
+    const int64_t st = pl_q8a_stride(n), ng = pl_q8a_groups_bytes(n) / PL_Q8A_GROUP_BYTES;
     uint8_t *sc = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int kind = 1, off = 0;
     switch (type) {
@@ -1160,8 +1173,8 @@ void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int
             const int R = (int)(r1 - rb < Q8_TR ? r1 - rb : Q8_TR);
             const uint8_t *w[Q8_TR];
             for (int r = 0; r < R; r++) {
-                q8_repack_row(type, (const uint8_t *)W + (size_t)(rb + r) * rs, n, sc + r * st);
-                w[r] = sc + r * st;
+                q8_repack_row(type, (const uint8_t *)W + (size_t)(rb + r) * rs, n, sc + r * ng * PL_Q8A_GROUP_BYTES);
+                w[r] = sc + r * ng * PL_Q8A_GROUP_BYTES;
             }
             /* Pull the next row block toward the cache while this one computes:
              * the repack is otherwise a stall on memory reads. */
@@ -1233,8 +1246,7 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             const uint8_t *e[R16_G], *xb[R16_T];
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] =
                 KIND >= 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] =
-                x + t * xst + b / 16 * PL_Q8A_GROUP_BYTES + 4 * (b % 16);
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] = x + t * xst + b * PL_Q8A_NAT_BYTES;
             /* S starts at the offset term: -128, -8 or -16 times the block sum */
             __m512i S[R16_G][R16_T];
             /* Q6_K: S = sc_a * Sa + sc_b * Sb, Sa / Sb over the two 16-value halves,
@@ -1250,12 +1262,12 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             }
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                 int32_t o;
-                memcpy(&o, xb[t] + 768, 4);
+                memcpy(&o, xb[t] + 40, 4);
                 if (KIND == 4) {
-                    int32_t sum, sumh;
-                    memcpy(&sum, xb[t] + 640, 4);
-                    memcpy(&sumh, xb[t] + 704, 4);
-                    const __m512i ia = _mm512_set1_epi32(-32 * sumh), ib = _mm512_set1_epi32(-32 * (sum - sumh));
+                    int32_t nh, nr;
+                    memcpy(&nh, xb[t] + 44, 4);
+                    memcpy(&nr, xb[t] + 48, 4);
+                    const __m512i ia = _mm512_set1_epi32(nh), ib = _mm512_set1_epi32(nr);
                     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = ia, SB[g][t] = ib;
                 } else {
                     __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
@@ -1268,7 +1280,7 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s, j);
                 _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                     int32_t a;
-                    memcpy(&a, xb[t] + 64 * s, 4);
+                    memcpy(&a, xb[t] + 4 * s, 4);
                     const __m512i X = _mm512_set1_epi32(a);
                     if (KIND == 4 && s >= 4) {
                         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) SB[g][t] =
@@ -1308,8 +1320,8 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             }
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                 float dx, ax;
-                memcpy(&dx, xb[t] + 512, 4);
-                memcpy(&ax, xb[t] + 576, 4);
+                memcpy(&dx, xb[t] + 32, 4);
+                memcpy(&ax, xb[t] + 36, 4);
                 const __m512 vdx = _mm512_set1_ps(dx), vax = _mm512_set1_ps(ax);
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
                     A[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
@@ -1364,7 +1376,7 @@ static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
 void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                           int64_t nt, float *y, int64_t ys) {
     const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : type == GGML_Q5_0 ? 2 : type == GGML_Q4_K ? 3 : 4;
-    const int64_t nb = n / PL_QK, st = pl_q8a_stride(n);
+    const int64_t nb = n / PL_QK, st = pl_q8a_stride(n), nat = pl_q8a_groups_bytes(n);
     static const size_t k_bb[5] = {544, 288, 352, 288, 420}; /* bytes per (group, block); K-quants per 8 blocks */
     const size_t bb = k_bb[kind], gb = (size_t)nb * bb;
     for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {
@@ -1380,7 +1392,7 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
         const int64_t n_tiles = (nt + tmax - 1) / tmax, base = nt / n_tiles, extra = nt % n_tiles;
         for (int64_t i = 0, t = 0; i < n_tiles; i++) {
             const int64_t tn = base + (i < extra);
-            k_r16_tiles[kind][G - 1][tn - 1](pg, nb, bb, xq + t * st, st, y + t * ys + 16 * g, ys);
+            k_r16_tiles[kind][G - 1][tn - 1](pg, nb, bb, xq + t * st + nat, st, y + t * ys + 16 * g, ys);
             t += tn;
         }
     }
