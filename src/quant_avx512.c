@@ -1199,8 +1199,9 @@ void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int
  * 16 partial sums over the blocks b with b % 16 = l: the kernel visits the
  * blocks residue by residue, keeps each residue's sums in `part` and ends
  * with the same halving tree. */
-#define R16_G 2 /* groups of 16 rows per register tile */
-#define R16_T 6 /* tokens per register tile */
+#define R16_G 2  /* groups of 16 rows per register tile */
+#define R16_GD 4 /* groups of 16 rows per tile of a one-token call (decode) */
+#define R16_T 6  /* tokens per register tile */
 
 /* Unsigned codes of dword vector s of a (group, block) entry. KIND 0 Q8_0,
  * 1 Q4_0, 2 Q5_0, 3 Q4_K (e the super-block entry, j the sub-block). */
@@ -1234,24 +1235,24 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
     const int sh = KIND == 1 ? 4 : 3;  /* -128 * sum >> sh: offset 8 (Q4_0), 16 (Q5_0) */
     const size_t gb = (size_t)nb * bb; /* bytes per group of rows */
     const int L = nb < 16 ? (int)nb : 16;
-    __m512 part[16][R16_G][R16_T];
+    __m512 part[16][R16_GD][R16_T];
     const uint8_t *el = P; /* residue l's first entry (entries are residue-major, see quant.h) */
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int l = 0; l < L; l++) {
-        __m512 A[R16_G][R16_T];
+        __m512 A[R16_GD][R16_T];
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             A[g][t] = _mm512_setzero_ps();
         const int j = l % 8; /* Q4_K: the sub-block of every block of residue l */
         for (int64_t b = l; b < nb; b += 16, el += bb) {
-            const uint8_t *e[R16_G], *xb[R16_T];
+            const uint8_t *e[R16_GD], *xb[R16_T];
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] =
                 KIND >= 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] = x + t * xst + b * PL_Q8A_NAT_BYTES;
             /* S starts at the offset term: -128, -8 or -16 times the block sum */
-            __m512i S[R16_G][R16_T];
+            __m512i S[R16_GD][R16_T];
             /* Q6_K: S = sc_a * Sa + sc_b * Sb, Sa / Sb over the two 16-value halves,
              * starting at -32 sumh / -32 (sum - sumh); sc_a, sc_b per row as int32 */
-            __m512i SB[R16_G][R16_T], SCA[R16_G], SCB[R16_G];
+            __m512i SB[R16_GD][R16_T], SCA[R16_GD], SCB[R16_GD];
             if (KIND == 4) {
                 const int h = j / 4, k = j % 4;
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
@@ -1276,7 +1277,7 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
                 }
             }
             _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
-                __m512i U[R16_G];
+                __m512i U[R16_GD];
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s, j);
                 _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                     int32_t a;
@@ -1295,7 +1296,7 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
                 _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
                     S[g][t] =
                         _mm512_add_epi32(_mm512_mullo_epi32(S[g][t], SCA[g]), _mm512_mullo_epi32(SB[g][t], SCB[g]));
-            __m512 DW[R16_G], MW[R16_G];
+            __m512 DW[R16_GD], MW[R16_GD];
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
                 DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
                 if (KIND == 3) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
@@ -1365,6 +1366,13 @@ R16_KIND(4)
         r16_tile_##K##_##G##_1, r16_tile_##K##_##G##_2, r16_tile_##K##_##G##_3, r16_tile_##K##_##G##_4,                \
             r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
     }
+R16_FN(0, 3, 1)
+R16_FN(0, 4, 1) R16_FN(1, 3, 1) R16_FN(1, 4, 1) R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1)
+    R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+#define R16_D(K)                                                                                                       \
+    { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
+        _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
+static const r16_tile_fn k_r16_dec[5][R16_GD] = {R16_D(0), R16_D(1), R16_D(2), R16_D(3), R16_D(4)};
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
 static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
     {R16_E(0, 1), R16_E(0, 2)}, {R16_E(1, 1), R16_E(1, 2)}, {R16_E(2, 1), R16_E(2, 2)},
@@ -1379,6 +1387,20 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
     const int64_t nb = n / PL_QK, st = pl_q8a_stride(n), nat = pl_q8a_groups_bytes(n);
     static const size_t k_bb[5] = {544, 288, 352, 288, 420}; /* bytes per (group, block); K-quants per 8 blocks */
     const size_t bb = k_bb[kind], gb = (size_t)nb * bb;
+    if (nt == 1) { /* one token: Q4_K takes more row groups per tile (measured best; the others 2) */
+        const int gd = kind == 3 ? R16_GD : R16_G;
+        for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
+            const int G = (int)(r1 / 16 - g < gd ? r1 / 16 - g : gd);
+            const uint8_t *pg = P + (size_t)g * gb;
+            if (g + G < r1 / 16) {
+                const int64_t ng = r1 / 16 - g - G < gd ? r1 / 16 - g - G : gd;
+                for (size_t o = 0; o < (size_t)ng * gb; o += 64)
+                    _mm_prefetch((const char *)(pg + G * gb + o), _MM_HINT_T1);
+            }
+            k_r16_dec[kind][G - 1](pg, nb, bb, xq + nat, st, y + 16 * g, ys);
+        }
+        return;
+    }
     for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {
         const int G = (int)(r1 / 16 - g < R16_G ? r1 / 16 - g : R16_G);
         const uint8_t *pg = P + (size_t)g * gb;
