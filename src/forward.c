@@ -136,6 +136,7 @@ typedef struct prep_task {
     float *norm_out;       /* [n_tok][res_n] */
     const float *q_src;    /* [n_tok][q_stride] rows to quantize (q8a into s->xq), or NULL */
     int64_t q_stride, q_n; /* floats between rows, values quantized per row */
+    int q_parts;           /* PL_Q8A_GROUPS / PL_Q8A_NATURAL: what the matmul's kernels read */
 } prep_task;
 
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
@@ -155,7 +156,7 @@ static void prep_worker(void *arg, int ith, int nth) {
     }
     if (p->q_src && t1 > t0)
         p->s->kern->quant_act(p->q_src + t0 * p->q_stride, p->q_stride, p->q_n, t1 - t0,
-                              p->s->xq + t0 * pl_q8a_stride(p->q_n));
+                              p->s->xq + t0 * pl_q8a_stride(p->q_n), p->q_parts);
 }
 
 /* Quantizes n_tok rows of n values (x, x_stride apart) into s->xq when fast
@@ -163,7 +164,7 @@ static void prep_worker(void *arg, int ith, int nth) {
 static const uint8_t *quantize_input(pl_session *s, uint32_t type, const float *x, int64_t x_stride, int64_t n,
                                      int64_t n_tok) {
     if (!s->fast || !pl_q8_supported(type) || n % 32 != 0) return NULL;
-    s->kern->quant_act(x, x_stride, n, n_tok, s->xq);
+    s->kern->quant_act(x, x_stride, n, n_tok, s->xq, PL_Q8A_GROUPS);
     return s->xq;
 }
 
@@ -172,16 +173,20 @@ static const uint8_t *quantize_input(pl_session *s, uint32_t type, const float *
  * s->xq when a job's type has an integer kernel. */
 static void matmul(pl_session *s, int64_t n_tok, int n_jobs, const mm_job *jobs, prep_task *prep) {
     mm_task t = {.s = s, .n_jobs = n_jobs, .n_tok = n_tok};
-    bool quant = false;
+    int parts = 0; /* the q8a parts the jobs' kernels read */
     for (int j = 0; j < n_jobs; j++) {
         t.jobs[j] = jobs[j];
-        quant |= s->fast && pl_q8_supported(jobs[j].w->type) && jobs[0].w->ne0 % 32 == 0;
+        if (s->fast && pl_q8_supported(jobs[j].w->type) && jobs[0].w->ne0 % 32 == 0)
+            parts |= jobs[j].w->r16 ? PL_Q8A_NATURAL : PL_Q8A_GROUPS;
     }
+    const bool quant = parts != 0;
     prep_task none = {0};
     if (!prep && quant) prep = &none;
     if (prep) {
         prep->s = s, prep->n_tok = n_tok;
-        if (quant) prep->q_src = jobs[0].x, prep->q_stride = jobs[0].x_stride, prep->q_n = jobs[0].w->ne0;
+        if (quant)
+            prep->q_src = jobs[0].x, prep->q_stride = jobs[0].x_stride, prep->q_n = jobs[0].w->ne0,
+            prep->q_parts = parts;
         pl_threadpool_run(s->pool, prep_worker, prep);
     }
     if (quant) t.xq = s->xq;

@@ -336,14 +336,16 @@ static void matmul_scalar(pl_to_float_fn to_float, const void *W, uint32_t type,
 /* ---- fast mode: q8a activations and the reference integer matmul ---------- */
 
 /* Reference quantizer (defines the q8a bytes, see quant.h). */
-static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst) {
-    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n);
+static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst, int parts) {
+    const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n), gbytes = pl_q8a_groups_bytes(n);
+    uint8_t group_tmp[PL_Q8A_GROUP_BYTES]; /* where groups go when they are not wanted */
     for (int64_t t = 0; t < nt; t++) {
         uint8_t *o = dst + t * stride;
-        memset(o, 0, (size_t)stride);
+        if (parts & PL_Q8A_GROUPS) memset(o, 0, (size_t)gbytes);
+        if (parts & PL_Q8A_NATURAL) memset(o + gbytes, 0, (size_t)(stride - gbytes));
         for (int64_t b = 0; b < nb; b++) {
             const float *v = x + t * xs + b * PL_QK;
-            uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
+            uint8_t *G = parts & PL_Q8A_GROUPS ? o + b / 16 * PL_Q8A_GROUP_BYTES : group_tmp;
             const int l = (int)(b % 16);
             float amax = 0.0f;
             for (int i = 0; i < PL_QK; i++) {
@@ -365,7 +367,8 @@ static void quant_act_scalar(const float *x, int64_t xs, int64_t n, int64_t nt, 
             memcpy(G + 704 + 4 * l, &sumh, 4);
             const int32_t off = -128 * sum, nh = -32 * sumh, nr = -32 * (sum - sumh);
             memcpy(G + 768 + 4 * l, &off, 4);
-            uint8_t *N = o + pl_q8a_groups_bytes(n) + b * PL_Q8A_NAT_BYTES; /* natural copy */
+            if (!(parts & PL_Q8A_NATURAL)) continue;
+            uint8_t *N = o + gbytes + b * PL_Q8A_NAT_BYTES; /* natural copy */
             for (int i = 0; i < PL_QK; i++) N[i] = G[(i / 4) * 64 + 4 * l + i % 4];
             memcpy(N + 32, &d, 4);
             memcpy(N + 36, &ax, 4);

@@ -116,8 +116,13 @@ static inline int64_t pl_q8a_groups_bytes(int64_t n_in) { return (n_in / 32 + 15
 /* Bytes per token of the q8a layout for rows of n_in values. */
 static inline int64_t pl_q8a_stride(int64_t n_in) { return pl_q8a_groups_bytes(n_in) + n_in / 32 * PL_Q8A_NAT_BYTES; }
 /* Quantizes n_tok rows of n_in floats (x + t*xs) to q8a at dst + t*stride
- * (stride = pl_q8a_stride(n_in)); n_in must be a multiple of 32. */
-typedef void (*pl_quant_act_fn)(const float *x, int64_t xs, int64_t n_in, int64_t n_tok, uint8_t *dst);
+ * (stride = pl_q8a_stride(n_in)), the parts named by `parts`; n_in must be a
+ * multiple of 32. */
+typedef void (*pl_quant_act_fn)(const float *x, int64_t xs, int64_t n_in, int64_t n_tok, uint8_t *dst, int parts);
+/* parts of the q8a layout to write (the others are left as they are): the
+ * transposed groups (per-call kernels) and/or the natural blocks (r16). */
+#define PL_Q8A_GROUPS 1
+#define PL_Q8A_NATURAL 2
 /* Integer matmul body behind pl_matmul_rows_q8 (arguments already checked). */
 typedef void (*pl_matmul_q8_fn)(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1,
                                 const uint8_t *xq, int64_t n_tok, float *y, int64_t ys, uint8_t *scratch);

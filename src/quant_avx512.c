@@ -862,17 +862,16 @@ static inline void q8_put32(uint8_t *G, int l, __m256i v) {
     for (int s = 0; s < 8; s++) memcpy(G + s * 64 + 4 * l, &w[s], 4);
 }
 
-void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst) {
+void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst, int parts) {
     const int64_t nb = n / PL_QK, stride = pl_q8a_stride(n), full = nb / 16 * PL_Q8A_GROUP_BYTES,
                   gbytes = pl_q8a_groups_bytes(n);
+    const bool groups = parts & PL_Q8A_GROUPS, natural = parts & PL_Q8A_NATURAL;
     const __m512 sgn = _mm512_set1_ps(-0.0f);
     for (int64_t t = 0; t < nt; t++) {
         uint8_t *o = dst + t * stride;
-        if (gbytes > full) memset(o + full, 0, (size_t)(gbytes - full));
+        if (groups && gbytes > full) memset(o + full, 0, (size_t)(gbytes - full));
         for (int64_t b = 0; b < nb; b++) {
             const float *v = x + t * xs + b * PL_QK;
-            uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
-            const int l = (int)(b % 16);
             const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
             const float amax =
                 _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sgn, v0), _mm512_andnot_ps(sgn, v1)));
@@ -881,28 +880,28 @@ void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint
             const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)),
                           q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
             const int32_t sumh = _mm512_reduce_add_epi32(q0), sum = sumh + _mm512_reduce_add_epi32(q1);
-            q8_put32(
-                G, l,
-                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1));
+            const __m256i codes =
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1);
             const float ax = d * (float)sum;
-            memcpy(G + 512 + 4 * l, &d, 4);
-            memcpy(G + 576 + 4 * l, &ax, 4);
-            memcpy(G + 640 + 4 * l, &sum, 4);
-            memcpy(G + 704 + 4 * l, &sumh, 4);
             const int32_t off = -128 * sum;
-            memcpy(G + 768 + 4 * l, &off, 4);
-            /* natural copy: codes, d, ax, off, -32 sumh, -32 (sum - sumh), zeros */
-            uint8_t *N = o + gbytes + b * PL_Q8A_NAT_BYTES;
-            _mm512_storeu_si512(N, _mm512_setzero_si512());
-            _mm256_storeu_si256(
-                (__m256i *)(void *)N,
-                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1));
-            const int32_t nh = -32 * sumh, nr = -32 * (sum - sumh);
-            memcpy(N + 32, &d, 4);
-            memcpy(N + 36, &ax, 4);
-            memcpy(N + 40, &off, 4);
-            memcpy(N + 44, &nh, 4);
-            memcpy(N + 48, &nr, 4);
+            if (groups) {
+                uint8_t *G = o + b / 16 * PL_Q8A_GROUP_BYTES;
+                const int l = (int)(b % 16);
+                q8_put32(G, l, codes);
+                memcpy(G + 512 + 4 * l, &d, 4);
+                memcpy(G + 576 + 4 * l, &ax, 4);
+                memcpy(G + 640 + 4 * l, &sum, 4);
+                memcpy(G + 704 + 4 * l, &sumh, 4);
+                memcpy(G + 768 + 4 * l, &off, 4);
+            }
+            if (natural) { /* one 64-byte record: codes, d, ax, off, -32 sumh, -32 (sum - sumh), zeros */
+                int32_t di, ai;
+                memcpy(&di, &d, 4);
+                memcpy(&ai, &ax, 4);
+                const __m256i meta = _mm256_setr_epi32(di, ai, off, -32 * sumh, -32 * (sum - sumh), 0, 0, 0);
+                _mm512_storeu_si512(o + gbytes + b * PL_Q8A_NAT_BYTES,
+                                    _mm512_inserti64x4(_mm512_castsi256_si512(codes), meta, 1));
+            }
         }
     }
 }
@@ -1367,8 +1366,9 @@ R16_KIND(4)
             r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
     }
 R16_FN(0, 3, 1)
-R16_FN(0, 4, 1) R16_FN(1, 3, 1) R16_FN(1, 4, 1) R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1)
-    R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(0, 4, 1)
+R16_FN(1, 3, 1) R16_FN(1, 4, 1) R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1)
+    R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
         _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");

@@ -834,10 +834,29 @@ static void test_q8(void) {
         x[5] = 0; /* a zero block below */
         for (int64_t i = 0; i < 32 && i < n; i++) x[n + i] = 0.0f;
         uint8_t *q0 = malloc((size_t)(st * NT)), *q1 = malloc((size_t)(st * NT));
-        ref->quant_act(x, n, n, NT, q0);
+        ref->quant_act(x, n, n, NT, q0, PL_Q8A_GROUPS | PL_Q8A_NATURAL);
         if (simd) {
-            simd->quant_act(x, n, n, NT, q1);
+            simd->quant_act(x, n, n, NT, q1, PL_Q8A_GROUPS | PL_Q8A_NATURAL);
             CHECK(memcmp(q0, q1, (size_t)(st * NT)) == 0, "q8a quantizer avx512 == scalar, n=%lld", (long long)n);
+        }
+        /* one part at a time: the same bytes in that part, the other part untouched */
+        for (int part = 1; part <= 2; part++) {
+            const pl_kernels *ks[2] = {ref, simd};
+            const int64_t gb = pl_q8a_groups_bytes(n);
+            for (int ki = 0; ki < 2; ki++) {
+                if (!ks[ki]) continue;
+                memset(q1, 0x5A, (size_t)(st * NT));
+                ks[ki]->quant_act(x, n, n, NT, q1, part);
+                int bad = 0;
+                for (int64_t tk = 0; tk < NT; tk++) {
+                    const uint8_t *a = q0 + tk * st, *c = q1 + tk * st;
+                    for (int64_t i = 0; i < st; i++) {
+                        const bool in = part == PL_Q8A_GROUPS ? i < gb : i >= gb;
+                        bad += in ? a[i] != c[i] : c[i] != 0x5A;
+                    }
+                }
+                CHECK(bad == 0, "q8a %s part %d alone, n=%lld: %d bytes wrong", ks[ki]->isa, part, (long long)n, bad);
+            }
         }
         uint8_t *scratch = aligned_alloc(64, (size_t)(PL_Q8_SCRATCH_BYTES(n) + 63) / 64 * 64);
         float *yr = malloc((size_t)(R * NT) * sizeof(float)), *yg = malloc((size_t)(R * NT) * sizeof(float));
@@ -918,7 +937,7 @@ static void test_r16(void) {
         for (int64_t i = 0; i < n * NT; i++) x[i] = rndf(-2, 2) * (rnd() % 50 == 0 ? 30.0f : 1.0f);
         for (int64_t i = 0; i < 32; i++) x[2 * n + i] = 0.0f; /* a zero block */
         uint8_t *q = malloc((size_t)(st * NT));
-        ref->quant_act(x, n, n, NT, q);
+        ref->quant_act(x, n, n, NT, q, PL_Q8A_GROUPS | PL_Q8A_NATURAL);
         uint8_t *scratch = aligned_alloc(64, (size_t)(PL_Q8_SCRATCH_BYTES(n) + 63) / 64 * 64);
         float *yr = malloc((size_t)(R * NT) * sizeof(float)), *yg = malloc((size_t)(R * NT) * sizeof(float));
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
