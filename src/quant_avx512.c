@@ -1198,9 +1198,10 @@ void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int
  * 16 partial sums over the blocks b with b % 16 = l: the kernel visits the
  * blocks residue by residue, keeps each residue's sums in `part` and ends
  * with the same halving tree. */
-#define R16_G 2  /* groups of 16 rows per register tile */
-#define R16_GD 4 /* groups of 16 rows per tile of a one-token call (decode) */
-#define R16_T 6  /* tokens per register tile */
+#define R16_G 2       /* groups of 16 rows per register tile */
+#define R16_GD 4      /* groups of 16 rows per tile of a one-token call (decode) */
+#define R16_CHUNK 128 /* tokens per pass over the rows (measured: 64-128 best at 512 tokens) */
+#define R16_T 6       /* tokens per register tile */
 
 /* Unsigned codes of dword vector s of a (group, block) entry. KIND 0 Q8_0,
  * 1 Q4_0, 2 Q5_0, 3 Q4_K (e the super-block entry, j the sub-block). */
@@ -1367,11 +1368,11 @@ R16_KIND(4)
     }
 R16_FN(0, 3, 1)
 R16_FN(0, 4, 1)
-R16_FN(1, 3, 1) R16_FN(1, 4, 1) R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1)
-    R16_FN(4, 4, 1)
+R16_FN(1, 3, 1)
+R16_FN(1, 4, 1) R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
-        _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
+    _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
 static const r16_tile_fn k_r16_dec[5][R16_GD] = {R16_D(0), R16_D(1), R16_D(2), R16_D(3), R16_D(4)};
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
 static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
@@ -1387,6 +1388,12 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
     const int64_t nb = n / PL_QK, st = pl_q8a_stride(n), nat = pl_q8a_groups_bytes(n);
     static const size_t k_bb[5] = {544, 288, 352, 288, 420}; /* bytes per (group, block); K-quants per 8 blocks */
     const size_t bb = k_bb[kind], gb = (size_t)nb * bb;
+    if (nt > R16_CHUNK) { /* long batches in chunks of tokens: their activations stay in L2 */
+        for (int64_t t0 = 0; t0 < nt; t0 += R16_CHUNK)
+            pl_matmul_r16_avx512(P, type, n, r0, r1, xq + t0 * st, nt - t0 < R16_CHUNK ? nt - t0 : R16_CHUNK,
+                                 y + t0 * ys, ys);
+        return;
+    }
     if (nt == 1) { /* one token: Q4_K takes more row groups per tile (measured best; the others 2) */
         const int gd = kind == 3 ? R16_GD : R16_G;
         for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
