@@ -147,7 +147,9 @@ static void prep_worker(void *arg, int ith, int nth) {
     for (int64_t t = t0; t < t1; t++) {
         if (p->res_add)
             for (int64_t i = 0; i < p->res_n; i++) p->res[t * p->res_n + i] += p->res_add[t * p->res_n + i];
-        if (p->gate)
+        if (p->gate && p->s->fast)
+            p->s->kern->silu_mul(p->gate + t * p->ff, p->up + t * p->ff, p->ff);
+        else if (p->gate)
             for (int64_t i = t * p->ff; i < (t + 1) * p->ff; i++) {
                 const float g = p->gate[i];
                 p->gate[i] = g / (1.0f + expf(-g)) * p->up[i];

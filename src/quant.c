@@ -739,6 +739,45 @@ void pl_attn_generic(const float *q, int64_t q_stride, int n_q, const float *K, 
     }
 }
 
+/* ---- fast mode: SiLU with a polynomial exp ------------------------------------ */
+
+/* p * 2^n as VSCALEFPS computes it for an integral n (special cases from
+ * its definition: NaNs propagate, 0 * 2^inf and inf * 2^-inf are NaN). */
+static float scalef_ref(float p, float n) {
+    if (p != p) return p;
+    if (n != n) return n;
+    if (isinf(n)) {
+        if (n > 0) return p == 0.0f ? NAN : copysignf(INFINITY, p);
+        return isinf(p) ? NAN : copysignf(0.0f, p);
+    }
+    const float c = n > 512.0f ? 512.0f : n < -512.0f ? -512.0f : n; /* beyond: inf or 0 either way */
+    return ldexpf(p, (int)c);
+}
+
+/* exp(x) exactly as exp16 in quant_avx512.c, one lane: clamp below at -87.3
+ * (a NaN becomes -87.3, as VMAXPS returns its second operand), n = x*log2(e)
+ * rounded to nearest even, r = x - n*ln2 in two FMA steps, a degree-7 Taylor
+ * polynomial by Horner FMAs, times 2^n. */
+float pl_exp_ref(float x) {
+    x = x > -87.3f ? x : -87.3f;
+    const float n = nearbyintf(x * 1.44269504088896341f);
+    float r = fmaf(-n, 0.693359375f, x);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    return scalef_ref(p, n);
+}
+
+static void silu_mul_scalar(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + pl_exp_ref(-g[i])) * u[i];
+}
+
 /* ---- kernel tables and CPU detection -------------------------------------- */
 
 #define REF_TABLE                                                                                                      \
@@ -755,6 +794,7 @@ static const pl_kernels k_scalar = {
     .quant_act = quant_act_scalar,
     .matmul_q8 = matmul_q8_scalar,
     .matmul_r16 = matmul_r16_scalar,
+    .silu_mul = silu_mul_scalar,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -774,6 +814,7 @@ static const pl_kernels k_avx2 = {
     .quant_act = quant_act_scalar, /* no AVX2 integer kernels: the references */
     .matmul_q8 = matmul_q8_scalar,
     .matmul_r16 = matmul_r16_scalar,
+    .silu_mul = silu_mul_scalar,
 };
 
 static const pl_kernels k_avx512 = {
@@ -789,6 +830,7 @@ static const pl_kernels k_avx512 = {
     .quant_act = pl_quant_act_avx512,
     .matmul_q8 = pl_matmul_q8_avx512,
     .matmul_r16 = pl_matmul_r16_avx512,
+    .silu_mul = pl_silu_mul_avx512,
 };
 #pragma GCC diagnostic pop
 

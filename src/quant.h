@@ -178,6 +178,13 @@ void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uin
 typedef void (*pl_matmul_r16_fn)(const uint8_t *P, uint32_t type, int64_t n_in, int64_t r0, int64_t r1,
                                  const uint8_t *xq, int64_t n_tok, float *y, int64_t ys);
 
+/* Fast mode's SiLU gate: g[i] = g[i] / (1 + exp(-g[i])) * u[i], with exp the
+ * 16-lane polynomial of the attention kernel (pl_exp_ref, relative error
+ * below 2e-7) instead of libm's expf; every ISA gives the same bits. */
+typedef void (*pl_silu_fn)(float *g, const float *u, int64_t n);
+/* The scalar definition of that exp (see quant.c). */
+float pl_exp_ref(float x);
+
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
     const char *isa;             /* "avx512", "avx2" or "scalar" */
@@ -188,6 +195,7 @@ typedef struct pl_kernels {
     pl_quant_act_fn quant_act;   /* fast mode: float rows -> q8a (see pl_q8a_stride) */
     pl_matmul_q8_fn matmul_q8;   /* fast mode: integer matmul body (see pl_matmul_rows_q8) */
     pl_matmul_r16_fn matmul_r16; /* fast mode: the same on r16-packed weights */
+    pl_silu_fn silu_mul;         /* fast mode: the FFN gate (see pl_silu_fn) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

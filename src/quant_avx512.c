@@ -636,6 +636,23 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+void pl_silu_mul_avx512(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), sgn = _mm512_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 e = exp16(_mm512_xor_ps(x, sgn));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        const __m512 e = exp16(_mm512_xor_ps(x, sgn));
+        _mm512_mask_storeu_ps(g + i, m,
+                              _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
 #define ATT_MAX_Q 16
 #define ATT_G 4  /* query heads per pass over the keys (register tile) */
 #define ATT_CW 4 /* 16-dim value chunks per pass (register tile) */
@@ -1369,7 +1386,8 @@ R16_KIND(4)
 R16_FN(0, 3, 1)
 R16_FN(0, 4, 1)
 R16_FN(1, 3, 1)
-R16_FN(1, 4, 1) R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(1, 4, 1)
+R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
     _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");

@@ -126,6 +126,8 @@ void pl_to_float_q6_k_avx512(const void *src, float *dst, int64_t n);
 void pl_quant_act_avx512(const float *x, int64_t xs, int64_t n, int64_t nt, uint8_t *dst, int parts);
 void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                          int64_t nt, float *y, int64_t ys, uint8_t *scratch);
+/* Fast mode's SiLU gate, bit for bit silu_mul_scalar. */
+void pl_silu_mul_avx512(float *g, const float *u, int64_t n);
 /* The same on r16-packed weights (pl_r16_pack), bit for bit matmul_q8_scalar. */
 void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                           int64_t nt, float *y, int64_t ys);
