@@ -154,7 +154,10 @@ static void prep_worker(void *arg, int ith, int nth) {
                 const float g = p->gate[i];
                 p->gate[i] = g / (1.0f + expf(-g)) * p->up[i];
             }
-        if (p->norm_w) rmsnorm(p->norm_out + t * p->res_n, p->res + t * p->res_n, p->norm_w, p->res_n, p->eps);
+        if (p->norm_w && p->s->fast)
+            p->s->kern->rmsnorm(p->norm_out + t * p->res_n, p->res + t * p->res_n, p->norm_w, p->res_n, p->eps);
+        else if (p->norm_w)
+            rmsnorm(p->norm_out + t * p->res_n, p->res + t * p->res_n, p->norm_w, p->res_n, p->eps);
     }
     if (p->q_src && t1 > t0)
         p->s->kern->quant_act(p->q_src + t0 * p->q_stride, p->q_stride, p->q_n, t1 - t0,

@@ -774,6 +774,15 @@ float pl_exp_ref(float x) {
     return scalef_ref(p, n);
 }
 
+static void rmsnorm_scalar(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double acc[16] = {0};
+    for (int64_t i = 0; i < n; i++) acc[i % 16] += (double)x[i] * (double)x[i];
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) acc[l] += acc[l + h];
+    const float scale = (float)(1.0 / sqrt(acc[0] / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
 static void silu_mul_scalar(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + pl_exp_ref(-g[i])) * u[i];
 }
@@ -795,6 +804,7 @@ static const pl_kernels k_scalar = {
     .matmul_q8 = matmul_q8_scalar,
     .matmul_r16 = matmul_r16_scalar,
     .silu_mul = silu_mul_scalar,
+    .rmsnorm = rmsnorm_scalar,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -815,6 +825,7 @@ static const pl_kernels k_avx2 = {
     .matmul_q8 = matmul_q8_scalar,
     .matmul_r16 = matmul_r16_scalar,
     .silu_mul = silu_mul_scalar,
+    .rmsnorm = rmsnorm_scalar,
 };
 
 static const pl_kernels k_avx512 = {
@@ -831,6 +842,7 @@ static const pl_kernels k_avx512 = {
     .matmul_q8 = pl_matmul_q8_avx512,
     .matmul_r16 = pl_matmul_r16_avx512,
     .silu_mul = pl_silu_mul_avx512,
+    .rmsnorm = pl_rmsnorm_avx512,
 };
 #pragma GCC diagnostic pop
 

@@ -184,6 +184,10 @@ typedef void (*pl_matmul_r16_fn)(const uint8_t *P, uint32_t type, int64_t n_in, 
 typedef void (*pl_silu_fn)(float *g, const float *u, int64_t n);
 /* The scalar definition of that exp (see quant.c). */
 float pl_exp_ref(float x);
+/* Fast mode's RMS norm: out[i] = (x[i] * scale) * w[i], scale = (float)(1 /
+ * sqrt(ss / n + eps)) with ss summed in double over 16 lanes (value i into
+ * lane i % 16, each product exact), lanes reduced by the halving tree. */
+typedef void (*pl_rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
 
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
@@ -196,6 +200,7 @@ typedef struct pl_kernels {
     pl_matmul_q8_fn matmul_q8;   /* fast mode: integer matmul body (see pl_matmul_rows_q8) */
     pl_matmul_r16_fn matmul_r16; /* fast mode: the same on r16-packed weights */
     pl_silu_fn silu_mul;         /* fast mode: the FFN gate (see pl_silu_fn) */
+    pl_rmsnorm_fn rmsnorm;       /* fast mode: the layers' RMS norms (see pl_rmsnorm_fn) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

@@ -653,6 +653,33 @@ void pl_silu_mul_avx512(float *g, const float *u, int64_t n) {
     }
 }
 
+void pl_rmsnorm_avx512(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd(); /* lanes 0..7, 8..15 */
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m512d a = _mm512_cvtps_pd(_mm512_castps512_ps256(v)), b = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+        lo = _mm512_add_pd(lo, _mm512_mul_pd(a, a)), hi = _mm512_add_pd(hi, _mm512_mul_pd(b, b));
+    }
+    if (i < n) {
+        const __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i);
+        const __m512d a = _mm512_cvtps_pd(_mm512_castps512_ps256(v)), b = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+        const __mmask8 ma = (__mmask8)(n - i >= 8 ? 0xFF : (1u << (n - i)) - 1),
+                       mb = (__mmask8)(n - i > 8 ? (1u << (n - i - 8)) - 1 : 0);
+        lo = _mm512_mask_add_pd(lo, ma, lo, _mm512_mul_pd(a, a)),
+        hi = _mm512_mask_add_pd(hi, mb, hi, _mm512_mul_pd(b, b));
+    }
+    /* halving tree: l += l+8, l+4, l+2, then [0] + [1] */
+    const __m512d s8 = _mm512_add_pd(lo, hi);
+    const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    const double ss = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    const __m512 sc = _mm512_set1_ps((float)(1.0 / sqrt(ss / (double)n + eps)));
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), sc), _mm512_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = (x[i] * _mm512_cvtss_f32(sc)) * w[i];
+}
+
 #define ATT_MAX_Q 16
 #define ATT_G 4  /* query heads per pass over the keys (register tile) */
 #define ATT_CW 4 /* 16-dim value chunks per pass (register tile) */
@@ -1387,7 +1414,8 @@ R16_FN(0, 3, 1)
 R16_FN(0, 4, 1)
 R16_FN(1, 3, 1)
 R16_FN(1, 4, 1)
-R16_FN(2, 3, 1) R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(2, 3, 1)
+R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
     _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");

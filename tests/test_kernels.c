@@ -1016,6 +1016,33 @@ static void test_silu(void) {
     free(g0), free(g1), free(u);
 }
 
+/* Fast mode's RMS norm: AVX-512 equals the scalar definition bit for bit,
+ * and both stay within 1e-6 of the norm computed in double. */
+static void test_rmsnorm_fast(void) {
+    const pl_kernels *ref = pl_kernels_for("scalar"), *simd = pl_kernels_for("avx512");
+    static const int64_t lens[] = {1, 7, 16, 17, 31, 576, 896, 4099};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        float *x = malloc((size_t)n * sizeof(float)), *w = malloc((size_t)n * sizeof(float));
+        float *o0 = malloc((size_t)n * sizeof(float)), *o1 = malloc((size_t)n * sizeof(float));
+        for (int64_t i = 0; i < n; i++) x[i] = rndf(-3, 3) * (i % 13 == 0 ? 40.0f : 1.0f), w[i] = rndf(0.5f, 1.5f);
+        ref->rmsnorm(o0, x, w, n, 1e-5f);
+        double ss = 0, worst = 0;
+        for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        for (int64_t i = 0; i < n; i++) {
+            const double e = x[i] / sqrt(ss / (double)n + 1e-5) * w[i];
+            worst = fmax(worst, fabs(o0[i] - e) / (fabs(e) + 1e-6));
+        }
+        CHECK(worst < 1e-6, "fast rmsnorm n=%lld: rel err %.3g", (long long)n, worst);
+        if (simd) {
+            simd->rmsnorm(o1, x, w, n, 1e-5f);
+            CHECK(memcmp(o0, o1, (size_t)n * sizeof(float)) == 0, "fast rmsnorm avx512 == scalar, n=%lld",
+                  (long long)n);
+        }
+        free(x), free(w), free(o0), free(o1);
+    }
+}
+
 int main(void) {
     const pl_kernels *best = pl_kernels_get();
     printf("kernels: %s\n", best->isa);
@@ -1032,5 +1059,6 @@ int main(void) {
     test_q8();
     test_r16();
     test_silu();
+    test_rmsnorm_fast();
     return testlib_finish("test_kernels");
 }
