@@ -192,7 +192,10 @@ static void matmul(pl_session *s, int64_t n_tok, int n_jobs, const mm_job *jobs,
         if (quant)
             prep->q_src = jobs[0].x, prep->q_stride = jobs[0].x_stride, prep->q_n = jobs[0].w->ne0,
             prep->q_parts = parts;
-        pl_threadpool_run(s->pool, prep_worker, prep);
+        if (n_tok < 4)
+            prep_worker(prep, 0, 1); /* too little to split: a pool run would cost more than the work */
+        else
+            pl_threadpool_run(s->pool, prep_worker, prep);
     }
     if (quant) t.xq = s->xq;
     pl_threadpool_run(s->pool, mm_worker, &t);

@@ -1415,7 +1415,8 @@ R16_FN(0, 4, 1)
 R16_FN(1, 3, 1)
 R16_FN(1, 4, 1)
 R16_FN(2, 3, 1)
-R16_FN(2, 4, 1) R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(2, 4, 1)
+R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
     _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
@@ -1441,7 +1442,7 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
         return;
     }
     if (nt == 1) { /* one token: Q4_K takes more row groups per tile (measured best; the others 2) */
-        const int gd = kind == 3 ? R16_GD : R16_G;
+        const int gd = kind == 3 || kind == 2 ? R16_GD : R16_G;
         for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
             const int G = (int)(r1 / 16 - g < gd ? r1 / 16 - g : gd);
             const uint8_t *pg = P + (size_t)g * gb;
