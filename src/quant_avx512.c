@@ -1273,15 +1273,101 @@ static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, c
     return u;
 }
 
+/* One block (32 values) of G row groups x T tokens: the exact integer sums
+ * S of the canonical order, then A[g][t] = fma(S, dw * dx, A) (and the
+ * min term). e[g]: the block's entry of row group g (K-quants: its
+ * super-block entry, j the sub-block); xb[t]: token t's natural q8a block. */
+static inline __attribute__((always_inline)) void r16_block(const int KIND, const int G, const int T,
+                                                            const uint8_t *const *e, const uint8_t *const *xb,
+                                                            const int j, __m512 A[R16_GD][R16_T]) {
+    const int sh = KIND == 1 ? 4 : 3; /* -128 * sum >> sh: offset 8 (Q4_0), 16 (Q5_0) */
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    /* S starts at the offset term: -128, -8 or -16 times the block sum */
+    __m512i S[R16_GD][R16_T];
+    /* Q6_K: S = sc_a * Sa + sc_b * Sb, Sa / Sb over the two 16-value halves,
+     * starting at -32 sumh / -32 (sum - sumh); sc_a, sc_b per row as int32 */
+    __m512i SB[R16_GD][R16_T], SCA[R16_GD], SCB[R16_GD];
+    if (KIND == 4) {
+        const int h = j / 4, k = j % 4;
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+            SCA[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(e[g] + 32 + 16 * (8 * h + 2 * k))));
+            SCB[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(e[g] + 32 + 16 * (8 * h + 2 * k + 1))));
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        int32_t o;
+        memcpy(&o, xb[t] + 40, 4);
+        if (KIND == 4) {
+            int32_t nh, nr;
+            memcpy(&nh, xb[t] + 44, 4);
+            memcpy(&nr, xb[t] + 48, 4);
+            const __m512i ia = _mm512_set1_epi32(nh), ib = _mm512_set1_epi32(nr);
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = ia, SB[g][t] = ib;
+        } else {
+            __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
+            if (KIND == 1 || KIND == 2) init = _mm512_srai_epi32(init, sh);
+            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
+        }
+    }
+    _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
+        __m512i U[R16_GD];
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s, j);
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            int32_t a;
+            memcpy(&a, xb[t] + 4 * s, 4);
+            const __m512i X = _mm512_set1_epi32(a);
+            if (KIND == 4 && s >= 4) {
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) SB[g][t] = _mm512_dpbusd_epi32(SB[g][t], U[g], X);
+            } else {
+                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = _mm512_dpbusd_epi32(S[g][t], U[g], X);
+            }
+        }
+    }
+    if (KIND == 4)
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+            S[g][t] = _mm512_add_epi32(_mm512_mullo_epi32(S[g][t], SCA[g]), _mm512_mullo_epi32(SB[g][t], SCB[g]));
+    __m512 DW[R16_GD], MW[R16_GD];
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+        DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
+        if (KIND == 3) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
+            const uint8_t *k = e[g] + 64;
+            const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(0xF), m48 = _mm_set1_epi8(0x30);
+            __m128i sc, mn;
+            if (j < 4) {
+                sc = _mm_and_si128(_mm_loadu_si128((const __m128i *)(k + 16 * j)), m63);
+                mn = _mm_and_si128(_mm_loadu_si128((const __m128i *)(k + 16 * (j + 4))), m63);
+            } else {
+                const __m128i hi = _mm_loadu_si128((const __m128i *)(k + 16 * (j + 4)));
+                const __m128i lo = _mm_loadu_si128((const __m128i *)(k + 16 * (j - 4)));
+                const __m128i mid = _mm_loadu_si128((const __m128i *)(k + 16 * j));
+                sc = _mm_or_si128(_mm_and_si128(hi, m15), _mm_and_si128(_mm_srli_epi16(lo, 2), m48));
+                mn =
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16(hi, 4), m15), _mm_and_si128(_mm_srli_epi16(mid, 2), m48));
+            }
+            const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(e[g] + 32)));
+            DW[g] = _mm512_mul_ps(DW[g], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc)));
+            MW[g] = _mm512_xor_ps(_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn))), sign);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        float dx, ax;
+        memcpy(&dx, xb[t] + 32, 4);
+        memcpy(&ax, xb[t] + 36, 4);
+        const __m512 vdx = _mm512_set1_ps(dx), vax = _mm512_set1_ps(ax);
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+            A[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
+            if (KIND == 3) A[g][t] = _mm512_fmadd_ps(MW[g], vax, A[g][t]);
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) void r16_tile(const int KIND, const int G, const int T, const uint8_t *P,
                                                            int64_t nb, size_t bb, const uint8_t *x, int64_t xst,
                                                            float *y, int64_t ys) {
-    const int sh = KIND == 1 ? 4 : 3;  /* -128 * sum >> sh: offset 8 (Q4_0), 16 (Q5_0) */
     const size_t gb = (size_t)nb * bb; /* bytes per group of rows */
     const int L = nb < 16 ? (int)nb : 16;
     __m512 part[16][R16_GD][R16_T];
     const uint8_t *el = P; /* residue l's first entry (entries are residue-major, see quant.h) */
-    const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int l = 0; l < L; l++) {
         __m512 A[R16_GD][R16_T];
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
@@ -1292,87 +1378,7 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] =
                 KIND >= 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] = x + t * xst + b * PL_Q8A_NAT_BYTES;
-            /* S starts at the offset term: -128, -8 or -16 times the block sum */
-            __m512i S[R16_GD][R16_T];
-            /* Q6_K: S = sc_a * Sa + sc_b * Sb, Sa / Sb over the two 16-value halves,
-             * starting at -32 sumh / -32 (sum - sumh); sc_a, sc_b per row as int32 */
-            __m512i SB[R16_GD][R16_T], SCA[R16_GD], SCB[R16_GD];
-            if (KIND == 4) {
-                const int h = j / 4, k = j % 4;
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
-                    SCA[g] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(e[g] + 32 + 16 * (8 * h + 2 * k))));
-                    SCB[g] =
-                        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(e[g] + 32 + 16 * (8 * h + 2 * k + 1))));
-                }
-            }
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                int32_t o;
-                memcpy(&o, xb[t] + 40, 4);
-                if (KIND == 4) {
-                    int32_t nh, nr;
-                    memcpy(&nh, xb[t] + 44, 4);
-                    memcpy(&nr, xb[t] + 48, 4);
-                    const __m512i ia = _mm512_set1_epi32(nh), ib = _mm512_set1_epi32(nr);
-                    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = ia, SB[g][t] = ib;
-                } else {
-                    __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
-                    if (KIND == 1 || KIND == 2) init = _mm512_srai_epi32(init, sh);
-                    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
-                }
-            }
-            _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
-                __m512i U[R16_GD];
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s, j);
-                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                    int32_t a;
-                    memcpy(&a, xb[t] + 4 * s, 4);
-                    const __m512i X = _mm512_set1_epi32(a);
-                    if (KIND == 4 && s >= 4) {
-                        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) SB[g][t] =
-                            _mm512_dpbusd_epi32(SB[g][t], U[g], X);
-                    } else {
-                        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] =
-                            _mm512_dpbusd_epi32(S[g][t], U[g], X);
-                    }
-                }
-            }
-            if (KIND == 4)
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-                    S[g][t] =
-                        _mm512_add_epi32(_mm512_mullo_epi32(S[g][t], SCA[g]), _mm512_mullo_epi32(SB[g][t], SCB[g]));
-            __m512 DW[R16_GD], MW[R16_GD];
-            _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
-                DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
-                if (KIND == 3) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
-                    const uint8_t *k = e[g] + 64;
-                    const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(0xF), m48 = _mm_set1_epi8(0x30);
-                    __m128i sc, mn;
-                    if (j < 4) {
-                        sc = _mm_and_si128(_mm_loadu_si128((const __m128i *)(k + 16 * j)), m63);
-                        mn = _mm_and_si128(_mm_loadu_si128((const __m128i *)(k + 16 * (j + 4))), m63);
-                    } else {
-                        const __m128i hi = _mm_loadu_si128((const __m128i *)(k + 16 * (j + 4)));
-                        const __m128i lo = _mm_loadu_si128((const __m128i *)(k + 16 * (j - 4)));
-                        const __m128i mid = _mm_loadu_si128((const __m128i *)(k + 16 * j));
-                        sc = _mm_or_si128(_mm_and_si128(hi, m15), _mm_and_si128(_mm_srli_epi16(lo, 2), m48));
-                        mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(hi, 4), m15),
-                                          _mm_and_si128(_mm_srli_epi16(mid, 2), m48));
-                    }
-                    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(e[g] + 32)));
-                    DW[g] = _mm512_mul_ps(DW[g], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc)));
-                    MW[g] = _mm512_xor_ps(_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn))), sign);
-                }
-            }
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                float dx, ax;
-                memcpy(&dx, xb[t] + 32, 4);
-                memcpy(&ax, xb[t] + 36, 4);
-                const __m512 vdx = _mm512_set1_ps(dx), vax = _mm512_set1_ps(ax);
-                _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
-                    A[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
-                    if (KIND == 3) A[g][t] = _mm512_fmadd_ps(MW[g], vax, A[g][t]);
-                }
-            }
+            r16_block(KIND, G, T, e, xb, j, A);
         }
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             part[l][g][t] = A[g][t];
@@ -1390,6 +1396,49 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
             _mm512_storeu_ps(y + t * ys + 16 * g, _mm512_add_ps(a[0], a[1]));
         }
 }
+
+/* One token, one group of 16 rows, blocks visited in their natural order
+ * (sequential reads) with the 16 canonical lane sums live in registers: the
+ * block of lane l in round k is b = 16k + l, so each lane still sums its
+ * blocks in increasing order. For one-token calls (generation), where the
+ * residue-major walk of r16_tile would jump through the weights. */
+static inline __attribute__((always_inline)) void r16_dec_nat(const int KIND, const uint8_t *P, int64_t nb, size_t bb,
+                                                              const uint8_t *x, float *y) {
+    const int64_t q = nb / 16, rem = nb % 16;
+    __m512 acc[16];
+    _Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) acc[l] = _mm512_setzero_ps();
+    for (int64_t k = 0; k <= q; k++) {
+        _Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) {
+            const int64_t b = 16 * k + l;
+            if (b < nb) {
+                /* residue-major entries: residue l starts at l*q + min(l, rem) */
+                const uint8_t *e =
+                    KIND >= 3 ? P + (size_t)(b / 8) * 8 * bb : P + (size_t)(l * q + (l < rem ? l : rem) + k) * bb;
+                const uint8_t *xb = x + b * PL_Q8A_NAT_BYTES;
+                __m512 A[R16_GD][R16_T];
+                A[0][0] = acc[l];
+                r16_block(KIND, 1, 1, &e, &xb, l % 8, A);
+                acc[l] = A[0][0];
+            }
+        }
+    }
+    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++) acc[l] = _mm512_add_ps(acc[l], acc[l + 8]);
+    _Pragma("GCC unroll 4") for (int l = 0; l < 4; l++) acc[l] = _mm512_add_ps(acc[l], acc[l + 4]);
+    acc[0] = _mm512_add_ps(acc[0], acc[2]), acc[1] = _mm512_add_ps(acc[1], acc[3]);
+    _mm512_storeu_ps(y, _mm512_add_ps(acc[0], acc[1]));
+}
+
+typedef void (*r16_dec_fn)(const uint8_t *P, int64_t nb, size_t bb, const uint8_t *x, float *y);
+#define R16_DN(K)                                                                                                      \
+    static void r16_dec_nat_##K(const uint8_t *P, int64_t nb, size_t bb, const uint8_t *x, float *y) {                 \
+        r16_dec_nat(K, P, nb, bb, x, y);                                                                               \
+    }
+R16_DN(0)
+R16_DN(1)
+R16_DN(2)
+R16_DN(3)
+R16_DN(4)
+static const r16_dec_fn k_r16_dec_nat[5] = {r16_dec_nat_0, r16_dec_nat_1, r16_dec_nat_2, r16_dec_nat_3, r16_dec_nat_4};
 
 typedef void (*r16_tile_fn)(const uint8_t *P, int64_t nb, size_t bb, const uint8_t *x, int64_t xst, float *y,
                             int64_t ys);
@@ -1416,7 +1465,8 @@ R16_FN(1, 3, 1)
 R16_FN(1, 4, 1)
 R16_FN(2, 3, 1)
 R16_FN(2, 4, 1)
-R16_FN(3, 3, 1) R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(3, 3, 1)
+R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
     _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
@@ -1441,8 +1491,17 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
                                  y + t0 * ys, ys);
         return;
     }
-    if (nt == 1) { /* one token: Q4_K takes more row groups per tile (measured best; the others 2) */
-        const int gd = kind == 3 || kind == 2 ? R16_GD : R16_G;
+    if (nt == 1 && kind >= 3) { /* one token, K-quants: row group by row group, blocks in natural order */
+        for (int64_t g = r0 / 16; g < r1 / 16; g++) {
+            const uint8_t *pg = P + (size_t)g * gb;
+            if (g + 1 < r1 / 16)
+                for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)(pg + gb + o), _MM_HINT_T1);
+            k_r16_dec_nat[kind](pg, nb, bb, xq + nat, y + 16 * g);
+        }
+        return;
+    }
+    if (nt == 1) { /* one token, residue-major entries: tiles of row groups (Q5_0: 4, measured best; else 2) */
+        const int gd = kind == 2 ? R16_GD : R16_G;
         for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
             const int G = (int)(r1 / 16 - g < gd ? r1 / 16 - g : gd);
             const uint8_t *pg = P + (size_t)g * gb;
