@@ -1466,7 +1466,8 @@ R16_FN(1, 4, 1)
 R16_FN(2, 3, 1)
 R16_FN(2, 4, 1)
 R16_FN(3, 3, 1)
-R16_FN(3, 4, 1) R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(3, 4, 1)
+R16_FN(4, 3, 1) R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
     _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
@@ -1505,7 +1506,7 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
         for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
             const int G = (int)(r1 / 16 - g < gd ? r1 / 16 - g : gd);
             const uint8_t *pg = P + (size_t)g * gb;
-            if (g + G < r1 / 16) {
+            if (kind != 0 && g + G < r1 / 16) { /* Q8_0 streams faster on the hardware prefetcher alone (measured) */
                 const int64_t ng = r1 / 16 - g - G < gd ? r1 / 16 - g - G : gd;
                 for (size_t o = 0; o < (size_t)ng * gb; o += 64)
                     _mm_prefetch((const char *)(pg + G * gb + o), _MM_HINT_T1);
