@@ -134,9 +134,9 @@ int pl_session_n_threads(const pl_session *session);
  * across threads, batch sizes and cached/uncached prefixes, but move away
  * from the exact forward by about as much as llama.cpp's do. Applies to the
  * following evals (forks inherit it); on = 0 restores the exact mode.
- * The first call on a model repacks its Q8_0/Q4_0/Q5_0 layer matrices into
- * a row-interleaved copy (same size) and drops the mapped originals from
- * memory; PL_ERR_NOMEM if that copy cannot be allocated (fast mode is still
+ * The first call on a model repacks its Q8_0/Q4_0/Q5_0/Q4_K/Q6_K matrices
+ * (layers and output) into a row-interleaved copy (same size) and drops the
+ * mapped originals from memory; PL_ERR_NOMEM if that copy cannot be allocated (fast mode is still
  * on, computing the same bits from the original rows). */
 int pl_session_set_fast(pl_session *session, int on);
 

@@ -63,7 +63,7 @@ struct pl_model {
     bool fast_prepared;    /* pl_model_prepare_fast has run (under a lock in model.c) */
 };
 
-/* Repacks once (thread-safe) every layer matrix the fast-mode r16 kernel takes
+/* Repacks once (thread-safe) every layer matrix and the output matrix the fast-mode r16 kernel takes
  * (pl_r16_supported) and drops the original pages of the file mapping from
  * memory (they are read back from the file if the exact path needs them), so
  * fast mode keeps one copy of the weights. PL_ERR_NOMEM leaves the model

@@ -1467,7 +1467,8 @@ R16_FN(2, 3, 1)
 R16_FN(2, 4, 1)
 R16_FN(3, 3, 1)
 R16_FN(3, 4, 1)
-R16_FN(4, 3, 1) R16_FN(4, 4, 1)
+R16_FN(4, 3, 1)
+R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
     _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
