@@ -252,6 +252,18 @@ static void att_worker(void *arg, int ith, int nth) {
     const float *vc = s->v_cache + (int64_t)t->layer * s->n_ctx * s->kv_dim;
     float *sc = s->scores + (int64_t)ith * group * s->n_ctx;
     const float scale = (float)(1.0 / sqrt((double)hd));
+    if (items < 4 * nth && group > 1) { /* few items (decode): one query head each, for balance; a head's
+                                         * result does not depend on the heads it is computed with */
+        const int64_t hitems = t->n_tok * hp->n_head;
+        for (int64_t it = hitems * ith / nth; it < hitems * (ith + 1) / nth; it++) {
+            const int64_t tok = it / hp->n_head, h = it % hp->n_head, kvh = h / group;
+            const int32_t slot = s->slot0 + (int32_t)tok;
+            const int32_t b0 = s->tok_seq_begin[tok] > s->shared_end ? s->tok_seq_begin[tok] : s->shared_end;
+            s->kern->attn(s->q + tok * s->q_dim + h * hd, hd, 1, kc + kvh * k_head, vc + kvh * hd, s->kv_dim, 0,
+                          s->shared_end, b0, slot + 1, hd, scale, s->xb + tok * s->q_dim + h * hd, hd, sc);
+        }
+        return;
+    }
     for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int64_t tok = it / hp->n_head_kv, kvh = it % hp->n_head_kv;
         const int32_t slot = s->slot0 + (int32_t)tok;

@@ -1471,7 +1471,7 @@ R16_FN(4, 3, 1)
 R16_FN(4, 4, 1)
 #define R16_D(K)                                                                                                       \
     { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
-    _Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
+_Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
 static const r16_tile_fn k_r16_dec[5][R16_GD] = {R16_D(0), R16_D(1), R16_D(2), R16_D(3), R16_D(4)};
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
 static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
