@@ -1496,22 +1496,18 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
     if (nt == 1 && kind >= 3) { /* one token, K-quants: row group by row group, blocks in natural order */
         for (int64_t g = r0 / 16; g < r1 / 16; g++) {
             const uint8_t *pg = P + (size_t)g * gb;
-            if (g + 1 < r1 / 16)
+            if (kind == 4 && g + 1 < r1 / 16) /* Q6_K streams faster with it, Q4_K without (measured) */
                 for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)(pg + gb + o), _MM_HINT_T1);
             k_r16_dec_nat[kind](pg, nb, bb, xq + nat, y + 16 * g);
         }
         return;
     }
-    if (nt == 1) { /* one token, residue-major entries: tiles of row groups (Q5_0: 4, measured best; else 2) */
+    if (nt == 1) { /* one token, residue-major entries: tiles of row groups (Q5_0: 4, measured best; else 2),
+                    * no software prefetch (the hardware prefetcher streams these faster, measured) */
         const int gd = kind == 2 ? R16_GD : R16_G;
         for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
             const int G = (int)(r1 / 16 - g < gd ? r1 / 16 - g : gd);
             const uint8_t *pg = P + (size_t)g * gb;
-            if (kind != 0 && g + G < r1 / 16) { /* Q8_0 streams faster on the hardware prefetcher alone (measured) */
-                const int64_t ng = r1 / 16 - g - G < gd ? r1 / 16 - g - G : gd;
-                for (size_t o = 0; o < (size_t)ng * gb; o += 64)
-                    _mm_prefetch((const char *)(pg + G * gb + o), _MM_HINT_T1);
-            }
             k_r16_dec[kind][G - 1](pg, nb, bb, xq + nat, st, y + 16 * g, ys);
         }
         return;
