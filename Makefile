@@ -52,7 +52,7 @@ $(BUILD)/libprobelogits.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(BUILD)/probelogits: $(CLI_OBJ) $(BUILD)/libprobelogits.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/test_%: tests/test_%.c tests/testlib.h $(BUILD)/libprobelogits.a
+$(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libprobelogits.a
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libprobelogits.a $(LDFLAGS) $(LIBS)
 $(BUILD)/replay_%: fuzz/%.c fuzz/replay.c $(BUILD)/libprobelogits.a
 	$(CC) $(CFLAGS) -o $@ $< fuzz/replay.c $(BUILD)/libprobelogits.a $(LDFLAGS) $(LIBS)

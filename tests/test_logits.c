@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "probelogits.h"
+#include "fixture_refs.h"
 #include "testlib.h"
 
 #define FIX "../shared/fixtures"
@@ -46,33 +47,6 @@ static float *read_f32(const char *path, size_t *n) {
     *n = fread(buf, 4, (size_t)sz / 4, f);
     fclose(f);
     return buf;
-}
-
-static const char *prompt_text(json_object *prompts, const char *name) {
-    for (size_t i = 0; i < json_object_array_length(prompts); i++) {
-        json_object *p = json_object_array_get_idx(prompts, i), *v;
-        json_object_object_get_ex(p, "name", &v);
-        if (!strcmp(json_object_get_string(v), name)) {
-            json_object_object_get_ex(p, "text", &v);
-            return json_object_get_string(v);
-        }
-    }
-    return NULL;
-}
-
-/* max |row[id] - logit| over the [id, logit] pairs of a "top" array. */
-static double top_diff(const float *row, json_object *summary) {
-    json_object *top;
-    json_object_object_get_ex(summary, "top", &top);
-    double worst = 0;
-    for (size_t i = 0; i < json_object_array_length(top); i++) {
-        json_object *pair = json_object_array_get_idx(top, i);
-        int id = json_object_get_int(json_object_array_get_idx(pair, 0));
-        double ref = json_object_get_double(json_object_array_get_idx(pair, 1));
-        double d = fabs((double)row[id] - ref);
-        if (d > worst) worst = d;
-    }
-    return worst;
 }
 
 static double lse(const float *row, int n) {
