@@ -787,6 +787,12 @@ static void silu_mul_scalar(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + pl_exp_ref(-g[i])) * u[i];
 }
 
+static uint64_t stream_sum_scalar(const uint8_t *p, size_t n) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i + 8 <= n; i += 8) sum += pl_load_u64(p + i);
+    return sum;
+}
+
 /* ---- kernel tables and CPU detection -------------------------------------- */
 
 #define REF_TABLE                                                                                                      \
@@ -805,6 +811,7 @@ static const pl_kernels k_scalar = {
     .matmul_r16 = matmul_r16_scalar,
     .silu_mul = silu_mul_scalar,
     .rmsnorm = rmsnorm_scalar,
+    .stream_sum = stream_sum_scalar,
 };
 
 /* SIMD tables: the designated initializers after REF_TABLE override it, so a
@@ -826,6 +833,7 @@ static const pl_kernels k_avx2 = {
     .matmul_r16 = matmul_r16_scalar,
     .silu_mul = silu_mul_scalar,
     .rmsnorm = rmsnorm_scalar,
+    .stream_sum = pl_stream_sum_avx2,
 };
 
 static const pl_kernels k_avx512 = {
@@ -843,6 +851,7 @@ static const pl_kernels k_avx512 = {
     .matmul_r16 = pl_matmul_r16_avx512,
     .silu_mul = pl_silu_mul_avx512,
     .rmsnorm = pl_rmsnorm_avx512,
+    .stream_sum = pl_stream_sum_avx512,
 };
 #pragma GCC diagnostic pop
 

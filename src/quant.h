@@ -195,6 +195,18 @@ float pl_exp_ref(float x);
  * lane i % 16, each product exact), lanes reduced by the halving tree. */
 typedef void (*pl_rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
 
+/* Bytes ahead of the read position that the streaming kernels (one-token
+ * r16 matmuls, stream_sum) prefetch. Those calls read each weight once; the
+ * hardware prefetcher alone held two threads at ~33 of the ~48 GB/s this
+ * machine class streams (measured at 0, 2, 4, 6, 8, 12 and 16 KiB ahead on
+ * 0.5 GB matrices: 4-8 KiB best, 0 worst). A prefetch never faults, so it
+ * may run past the end of a buffer. */
+#define PL_STREAM_AHEAD 6144
+/* Sum of the n / 8 little-endian 64-bit words at p, wrapping; n a multiple
+ * of 64, p 64-byte aligned. Reads memory as fast as the matmuls stream
+ * weights: the bench's measure of the machine's read bandwidth. */
+typedef uint64_t (*pl_stream_sum_fn)(const uint8_t *p, size_t n);
+
 /* The kernels selected for this CPU. */
 typedef struct pl_kernels {
     const char *isa;             /* "avx512", "avx2" or "scalar" */
@@ -207,6 +219,7 @@ typedef struct pl_kernels {
     pl_matmul_r16_fn matmul_r16; /* fast mode: the same on r16-packed weights */
     pl_silu_fn silu_mul;         /* fast mode: the FFN gate (see pl_silu_fn) */
     pl_rmsnorm_fn rmsnorm;       /* fast mode: the layers' RMS norms (see pl_rmsnorm_fn) */
+    pl_stream_sum_fn stream_sum; /* bench: a full-speed read of memory (see pl_stream_sum_fn) */
 } pl_kernels;
 
 /* Kernels for the best ISA this CPU supports (thread-safe, computed once).

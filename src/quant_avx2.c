@@ -374,3 +374,21 @@ void pl_matmul_avx2(pl_to_float_fn to_float, const void *W, uint32_t type, size_
         }
     }
 }
+
+uint64_t pl_stream_sum_avx2(const uint8_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        _mm_prefetch((const char *)(p + i + PL_STREAM_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + i + PL_STREAM_AHEAD + 64), _MM_HINT_T0);
+        a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(const void *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_load_si256((const __m256i *)(const void *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_load_si256((const __m256i *)(const void *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_load_si256((const __m256i *)(const void *)(p + i + 96)));
+    }
+    for (size_t i = n / 128 * 128; i < n; i += 32)
+        a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(const void *)(p + i)));
+    const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    uint64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)(void *)lanes, s);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}

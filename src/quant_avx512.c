@@ -680,6 +680,19 @@ void pl_rmsnorm_avx512(float *out, const float *x, const float *w, int64_t n, fl
     for (; i < n; i++) out[i] = (x[i] * _mm512_cvtss_f32(sc)) * w[i];
 }
 
+uint64_t pl_stream_sum_avx512(const uint8_t *p, size_t n) {
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 256 <= n; i += 256) {
+        for (int o = 0; o < 256; o += 64) _mm_prefetch((const char *)(p + i + PL_STREAM_AHEAD + o), _MM_HINT_T0);
+        a = _mm512_add_epi64(a, _mm512_load_si512(p + i));
+        b = _mm512_add_epi64(b, _mm512_load_si512(p + i + 64));
+        c = _mm512_add_epi64(c, _mm512_load_si512(p + i + 128));
+        d = _mm512_add_epi64(d, _mm512_load_si512(p + i + 192));
+    }
+    for (size_t i = n / 256 * 256; i < n; i += 64) a = _mm512_add_epi64(a, _mm512_load_si512(p + i));
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+}
+
 #define ATT_MAX_Q 16
 #define ATT_G 4  /* query heads per pass over the keys (register tile) */
 #define ATT_CW 4 /* 16-dim value chunks per pass (register tile) */

@@ -130,6 +130,9 @@ void pl_matmul_q8_avx512(const void *W, uint32_t type, size_t rs, int64_t n, int
 void pl_silu_mul_avx512(float *g, const float *u, int64_t n);
 /* Fast mode's RMS norm, bit for bit rmsnorm_scalar. */
 void pl_rmsnorm_avx512(float *out, const float *x, const float *w, int64_t n, float eps);
+/* The bench's memory read, the same sum as stream_sum_scalar. */
+uint64_t pl_stream_sum_avx512(const uint8_t *p, size_t n);
+uint64_t pl_stream_sum_avx2(const uint8_t *p, size_t n);
 /* The same on r16-packed weights (pl_r16_pack), bit for bit matmul_q8_scalar. */
 void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                           int64_t nt, float *y, int64_t ys);

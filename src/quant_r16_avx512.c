@@ -24,7 +24,6 @@
  * blocks residue by residue, keeps each residue's sums in `part` and ends
  * with the same halving tree. */
 #define R16_G 2       /* groups of 16 rows per register tile */
-#define R16_GD 4      /* groups of 16 rows per tile of a one-token call (decode) */
 #define R16_CHUNK 128 /* tokens per pass over the rows (measured: 64-128 best at 512 tokens) */
 #define R16_T 6       /* tokens per register tile */
 
@@ -60,14 +59,14 @@ static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, c
  * super-block entry, j the sub-block); xb[t]: token t's natural q8a block. */
 static inline __attribute__((always_inline)) void r16_block(const int KIND, const int G, const int T,
                                                             const uint8_t *const *e, const uint8_t *const *xb,
-                                                            const int j, __m512 A[R16_GD][R16_T]) {
+                                                            const int j, __m512 A[R16_G][R16_T]) {
     const int sh = KIND == 1 ? 4 : 3; /* -128 * sum >> sh: offset 8 (Q4_0), 16 (Q5_0) */
     const __m512 sign = _mm512_set1_ps(-0.0f);
     /* S starts at the offset term: -128, -8 or -16 times the block sum */
-    __m512i S[R16_GD][R16_T];
+    __m512i S[R16_G][R16_T];
     /* Q6_K: S = sc_a * Sa + sc_b * Sb, Sa / Sb over the two 16-value halves,
      * starting at -32 sumh / -32 (sum - sumh); sc_a, sc_b per row as int32 */
-    __m512i SB[R16_GD][R16_T], SCA[R16_GD], SCB[R16_GD];
+    __m512i SB[R16_G][R16_T], SCA[R16_G], SCB[R16_G];
     if (KIND == 4) {
         const int h = j / 4, k = j % 4;
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
@@ -91,7 +90,7 @@ static inline __attribute__((always_inline)) void r16_block(const int KIND, cons
         }
     }
     _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
-        __m512i U[R16_GD];
+        __m512i U[R16_G];
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) U[g] = r16_codes(KIND, e[g], s, j);
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
             int32_t a;
@@ -107,7 +106,7 @@ static inline __attribute__((always_inline)) void r16_block(const int KIND, cons
     if (KIND == 4)
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             S[g][t] = _mm512_add_epi32(_mm512_mullo_epi32(S[g][t], SCA[g]), _mm512_mullo_epi32(SB[g][t], SCB[g]));
-    __m512 DW[R16_GD], MW[R16_GD];
+    __m512 DW[R16_G], MW[R16_G];
     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
         DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
         if (KIND == 3) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
@@ -147,15 +146,17 @@ static inline __attribute__((always_inline)) void r16_tile(const int KIND, const
                                                            float *y, int64_t ys) {
     const size_t gb = (size_t)nb * bb; /* bytes per group of rows */
     const int L = nb < 16 ? (int)nb : 16;
-    __m512 part[16][R16_GD][R16_T];
+    __m512 part[16][R16_G][R16_T];
     const uint8_t *el = P; /* residue l's first entry (entries are residue-major, see quant.h) */
     for (int l = 0; l < L; l++) {
-        __m512 A[R16_GD][R16_T];
+        __m512 A[R16_G][R16_T];
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             A[g][t] = _mm512_setzero_ps();
         const int j = l % 8; /* Q4_K: the sub-block of every block of residue l */
         for (int64_t b = l; b < nb; b += 16, el += bb) {
-            const uint8_t *e[R16_GD], *xb[R16_T];
+            const uint8_t *e[R16_G], *xb[R16_T];
+            if (T == 1 && G == 1) /* one-token calls: the group's stream ahead (see PL_STREAM_AHEAD) */
+                for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)(el + PL_STREAM_AHEAD + o), _MM_HINT_T0);
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) e[g] =
                 KIND >= 3 ? P + (size_t)g * gb + (size_t)(b / 8) * 8 * bb : el + (size_t)g * gb;
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xb[t] = x + t * xst + b * PL_Q8A_NAT_BYTES;
@@ -196,7 +197,9 @@ static inline __attribute__((always_inline)) void r16_dec_nat(const int KIND, co
                 const uint8_t *e =
                     KIND >= 3 ? P + (size_t)(b / 8) * 8 * bb : P + (size_t)(l * q + (l < rem ? l : rem) + k) * bb;
                 const uint8_t *xb = x + b * PL_Q8A_NAT_BYTES;
-                __m512 A[R16_GD][R16_T];
+                for (size_t o = 0; o < bb; o += 64) /* the stream ahead (see PL_STREAM_AHEAD) */
+                    _mm_prefetch((const char *)(P + (size_t)b * bb + PL_STREAM_AHEAD + o), _MM_HINT_T0);
+                __m512 A[R16_G][R16_T];
                 A[0][0] = acc[l];
                 r16_block(KIND, 1, 1, &e, &xb, l % 8, A);
                 acc[l] = A[0][0];
@@ -240,20 +243,6 @@ R16_KIND(4)
         r16_tile_##K##_##G##_1, r16_tile_##K##_##G##_2, r16_tile_##K##_##G##_3, r16_tile_##K##_##G##_4,                \
             r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
     }
-R16_FN(0, 3, 1)
-R16_FN(0, 4, 1)
-R16_FN(1, 3, 1)
-R16_FN(1, 4, 1)
-R16_FN(2, 3, 1)
-R16_FN(2, 4, 1)
-R16_FN(3, 3, 1)
-R16_FN(3, 4, 1)
-R16_FN(4, 3, 1)
-R16_FN(4, 4, 1)
-#define R16_D(K)                                                                                                       \
-    { r16_tile_##K##_1_1, r16_tile_##K##_2_1, r16_tile_##K##_3_1, r16_tile_##K##_4_1 }
-_Static_assert(R16_GD == 4, "r16 decode table matches R16_GD");
-static const r16_tile_fn k_r16_dec[5][R16_GD] = {R16_D(0), R16_D(1), R16_D(2), R16_D(3), R16_D(4)};
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
 static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
     {R16_E(0, 1), R16_E(0, 2)}, {R16_E(1, 1), R16_E(1, 2)}, {R16_E(2, 1), R16_E(2, 2)},
@@ -277,20 +266,13 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
     if (nt == 1 && kind >= 3) { /* one token, K-quants: row group by row group, blocks in natural order */
         for (int64_t g = r0 / 16; g < r1 / 16; g++) {
             const uint8_t *pg = P + (size_t)g * gb;
-            if (g + 1 < r1 / 16) /* prefetch the next group: faster in two-thread decode (measured) */
-                for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)(pg + gb + o), _MM_HINT_T1);
             k_r16_dec_nat[kind](pg, nb, bb, xq + nat, y + 16 * g);
         }
         return;
     }
-    if (nt == 1) { /* one token, residue-major entries: tiles of row groups (Q5_0: 4, measured best; else 2),
-                    * no software prefetch (the hardware prefetcher streams these faster, measured) */
-        const int gd = kind == 2 ? R16_GD : R16_G;
-        for (int64_t g = r0 / 16; g < r1 / 16; g += gd) {
-            const int G = (int)(r1 / 16 - g < gd ? r1 / 16 - g : gd);
-            const uint8_t *pg = P + (size_t)g * gb;
-            k_r16_dec[kind][G - 1](pg, nb, bb, xq + nat, st, y + 16 * g, ys);
-        }
+    if (nt == 1) { /* one token, residue-major entries: one row group at a time, one sequential stream */
+        for (int64_t g = r0 / 16; g < r1 / 16; g++)
+            k_r16_tiles[kind][0][0](P + (size_t)g * gb, nb, bb, xq + nat, st, y + 16 * g, ys);
         return;
     }
     for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {

@@ -1043,6 +1043,30 @@ static void test_rmsnorm_fast(void) {
     }
 }
 
+/* stream_sum: every ISA gives the wrapping sum of the 64-bit words, for
+ * lengths around its 128/256-byte unroll, with words that overflow. */
+static void test_stream_sum(void) {
+    static const size_t lens[] = {0, 64, 128, 192, 256, 320, 448, 4096, 4160, 65536 + 192};
+    const size_t cap = 65536 + 256;
+    uint8_t *buf = aligned_alloc(64, cap);
+    for (size_t i = 0; i < cap; i++) buf[i] = (uint8_t)(rnd() >> 24);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t n = lens[li];
+        uint64_t want = 0;
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t w = 0;
+            for (int b = 7; b >= 0; b--) w = w << 8 | buf[i + (size_t)b];
+            want += w;
+        }
+        static const char *const isas[] = {"scalar", "avx2", "avx512"};
+        for (int k = 0; k < 3; k++) {
+            const pl_kernels *kk = pl_kernels_for(isas[k]);
+            if (kk) CHECK(kk->stream_sum(buf, n) == want, "stream_sum %s n=%zu", isas[k], n);
+        }
+    }
+    free(buf);
+}
+
 int main(void) {
     const pl_kernels *best = pl_kernels_get();
     printf("kernels: %s\n", best->isa);
@@ -1060,5 +1084,6 @@ int main(void) {
     test_r16();
     test_silu();
     test_rmsnorm_fast();
+    test_stream_sum();
     return testlib_finish("test_kernels");
 }
