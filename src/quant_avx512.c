@@ -690,7 +690,10 @@ uint64_t pl_stream_sum_avx512(const uint8_t *p, size_t n) {
         d = _mm512_add_epi64(d, _mm512_load_si512(p + i + 192));
     }
     for (size_t i = n / 256 * 256; i < n; i += 64) a = _mm512_add_epi64(a, _mm512_load_si512(p + i));
-    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+    uint64_t lanes[8], sum = 0; /* unsigned: the wrapping sum (_mm512_reduce_add_epi64 adds signed) */
+    _mm512_storeu_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+    for (int l = 0; l < 8; l++) sum += lanes[l];
+    return sum;
 }
 
 #define ATT_MAX_Q 16
