@@ -151,6 +151,10 @@ const char *pl_session_errmsg(const pl_session *session);
  * for a degenerate row. */
 int pl_softmax(const double *logits, int n, double *probs, double *lse);
 
+/* Index of the largest of n floats (the first on ties), NaNs skipped; -1
+ * when n <= 0 or every value is NaN. Greedy decoding's token choice. */
+int32_t pl_argmax(const float *v, int32_t n);
+
 /* ---- probes ---------------------------------------------------------------- */
 
 #define PL_MAX_LABELS 16

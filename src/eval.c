@@ -289,9 +289,7 @@ int pl_generate(pl_generator *g, const char *action, size_t len, pl_gen_result *
             rc = pl_fail(err, PL_ERR_INTERNAL, "no logits");
             break;
         }
-        int32_t best = -1;
-        for (int32_t v = 0; v < n_vocab; v++)
-            if (!isnan(row[v]) && (best < 0 || row[v] > row[best])) best = v;
+        const int32_t best = pl_argmax(row, n_vocab);
         if (best < 0) break; /* no usable logits: nothing generated, fails closed */
         int stop = 0;
         for (int k = 0; k < g->n_stop; k++) stop |= best == g->stop[k];

@@ -5,6 +5,14 @@
 
 #include "probelogits.h"
 
+int32_t pl_argmax(const float *v, int32_t n) {
+    int32_t best = -1;
+    float bv = 0.0f; /* the running maximum stays in a register (no reload through v[best]) */
+    for (int32_t i = 0; i < n; i++)
+        if (v[i] > bv || (best < 0 && !isnan(v[i]))) best = i, bv = v[i];
+    return best;
+}
+
 int pl_softmax(const double *logits, int n, double *probs, double *lse) {
     if (n <= 0) return 1;
     double mx = -INFINITY;

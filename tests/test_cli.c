@@ -1,7 +1,8 @@
 /* test_cli.c — the probelogits command line as users and scripts call it:
  * every command's --help, inspect, tokenize (default, --raw, stdin),
  * logits (JSON, --out, --all-positions), probe and classify JSON keys,
- * snapshot round trip, and clear failures on bad input. */
+ * snapshot round trip, bench (verification and its JSON figures), and
+ * clear failures on bad input. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,49 @@ static void test_probe_classify(void) {
     unlink("/tmp/pl_bad.yaml");
 }
 
+/* bench on a tiny fixture: it verifies before it measures, and --json
+ * carries every figure the issue names, each a finite positive number
+ * (timings are not judged here: speed is for the benchmark itself). */
+static void test_bench(void) {
+    static const char *const modes[] = {"", " --fast"};
+    for (int k = 0; k < 2; k++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, BIN " bench -m " FIX "/models/tiny-qwen2-q8_0.gguf --n-probes 8 --json%s", modes[k]);
+        CHECK(run(cmd) == 0, "bench%s", modes[k]);
+        json_object *j = json_tokener_parse(out_buf), *v, *pj;
+        CHECK(j && json_object_object_get_ex(j, "verified", &v) && json_object_get_boolean(v),
+              "bench%s verified cached = batched = uncached", modes[k]);
+        CHECK(j && json_object_object_get_ex(j, "fast", &v) && json_object_get_boolean(v) == k, "bench fast flag");
+        static const char *const keys[] = {"prefix_ms",
+                                           "pp64_tps",
+                                           "pp512_tps",
+                                           "tg_tps",
+                                           "restore_ms",
+                                           "bandwidth_gbps",
+                                           "peak_rss_mb",
+                                           "probe_batch8_ms",
+                                           "machine_bandwidth_gbps",
+                                           "machine_bandwidth_best_gbps"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            const double x = j && json_object_object_get_ex(j, keys[i], &v) ? json_object_get_double(v) : -1;
+            CHECK(x > 0 && x < 1e12, "bench%s %s = %g", modes[k], keys[i], x);
+        }
+        static const char *const pk[] = {"mean", "p50", "p95"};
+        for (size_t i = 0; i < 3; i++)
+            CHECK(j && json_object_object_get_ex(j, "probe_ms", &pj) && json_object_object_get_ex(pj, pk[i], &v) &&
+                      json_object_get_double(v) > 0,
+                  "bench%s probe_ms.%s", modes[k], pk[i]);
+        CHECK(j && json_object_object_get_ex(j, "n_probes", &v) && json_object_get_int(v) == 8, "bench --n-probes 8");
+        json_object_put(j);
+    }
+    CHECK(run(BIN " bench -m " FIX "/models/tiny-qwen2-q8_0.gguf --n-probes 2") == 0 && strstr(out_buf, "verified ") &&
+              strstr(out_buf, "of the machine's read bandwidth"),
+          "bench table for people");
+    CHECK(run(BIN " bench -m " FIX "/models/tiny-qwen2-q8_0.gguf --workload /nonexistent.json --json") != 0 &&
+              stderr_has("nonexistent.json"),
+          "bench: a missing workload is a clear error");
+}
+
 int main(void) {
     const char *bin = getenv("PL_BIN") ? getenv("PL_BIN") : "./build/probelogits";
     if (access(bin, X_OK) != 0) {
@@ -182,6 +226,7 @@ int main(void) {
     test_inspect_tokenize();
     test_logits();
     test_probe_classify();
+    test_bench();
     unlink("/tmp/pl_test_cli.err");
     return testlib_finish("test_cli");
 }

@@ -423,6 +423,14 @@ out:
 }
 
 static void test_numerics(void) {
+    const float am[6] = {NAN, -INFINITY, 2.0f, 7.0f, NAN, 7.0f};
+    CHECK(pl_argmax(am, 6) == 3, "argmax: first of the tied maxima, NaN skipped");
+    CHECK(pl_argmax(am, 2) == 1, "argmax: -inf beats NaN");
+    CHECK(pl_argmax(am, 1) == -1 && pl_argmax(am, 0) == -1 && pl_argmax(am, -3) == -1, "argmax: no usable value");
+    const float neg[3] = {-5.0f, -1.0f, -3.0f};
+    CHECK(pl_argmax(neg, 3) == 1, "argmax: negative values");
+    const float zs[2] = {-0.0f, 0.0f};
+    CHECK(pl_argmax(zs, 2) == 0, "argmax: -0 and +0 tie, the first wins");
     double probs[4], lse;
     const double big[2] = {1e30, -1e30};
     CHECK(pl_softmax(big, 2, probs, &lse) == 0 && probs[0] == 1.0 && probs[1] == 0.0 && lse == 1e30, "+-1e30");
