@@ -39,13 +39,10 @@
 #include "sandbox.h"
 #include "supervisor.h"
 #include "testlib.h"
+#include "agent_harness.h"
 
 extern char **environ;
 
-static char ws[64];
-static char audit_path[96];
-static pl_audit *audit;
-static char deny_port[32];
 static int stress;
 static const char *g_ld = "/lib64/ld-linux-x86-64.so.2";
 
@@ -74,53 +71,12 @@ static int test_decide(void *ctx, const char *cls, const char *text, size_t len,
     return 0;
 }
 
-static pl_supervisor_stats last_stats;
-static int g_noexec_ws;
-
-static int run_agent_with(int (*fn)(void *), void *arg, pl_decide_fn dfn, void *dctx) {
-    char errbuf[512] = "";
-    pl_err err = {errbuf, sizeof errbuf};
-    pl_sandbox_opts o = {.workspace = ws, .child_fn = fn, .child_arg = arg, .noexec_workspace = g_noexec_ws};
-    pl_sandbox *sb;
-    if (pl_sandbox_spawn(&o, NULL, &sb, &err) < 0) {
-        fprintf(stderr, "spawn: %s\n", errbuf);
-        return -1;
-    }
-    pl_supervisor_opts so = {.decide = dfn, .decide_ctx = dctx, .decide_threadsafe = 1, .audit = audit, .n_workers = 4};
-    pl_supervisor *s;
-    if (pl_supervisor_start(sb, &so, &s, &err) < 0) {
-        fprintf(stderr, "supervisor: %s\n", errbuf);
-        pl_sandbox_free(sb);
-        return -1;
-    }
-    int rc = pl_supervisor_wait(s);
-    pl_supervisor_get_stats(s, &last_stats);
-    pl_supervisor_free(s);
-    pl_sandbox_free(sb);
-    return rc;
-}
-static int run_agent(int (*fn)(void *), void *arg) { return run_agent_with(fn, arg, test_decide, NULL); }
-
-static void wpath(char *out, const char *name) { snprintf(out, 256, "%s/%s", ws, name); }
-static int exists(const char *name) {
-    char p[256];
-    wpath(p, name);
-    return access(p, F_OK) == 0;
-}
 static off_t fsize(const char *name) {
     char p[256];
     struct stat st;
     wpath(p, name);
     return stat(p, &st) == 0 ? st.st_size : -1;
 }
-
-#define ACHECK(cond)                                                                                                   \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            dprintf(2, "agent FAIL line %d: %s (errno %d %s)\n", __LINE__, #cond, errno, strerror(errno));             \
-            fails++;                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 /* 1 when a write-open of ws/name is refused with EACCES. */
 static int denied_write(const char *name) {
@@ -680,28 +636,6 @@ static int pending_decide(void *ctx, const char *cls, const char *text, size_t l
 
 /* ---- 8. real programs ------------------------------------------------------------- */
 
-static int run_argv(char *const argv[], pl_decide_fn dfn, void *dctx) {
-    char errbuf[512] = "";
-    pl_err err = {errbuf, sizeof errbuf};
-    pl_sandbox_opts o = {.workspace = ws};
-    pl_sandbox *sb;
-    if (pl_sandbox_spawn(&o, argv, &sb, &err) < 0) {
-        fprintf(stderr, "spawn: %s\n", errbuf);
-        return -1;
-    }
-    pl_supervisor_opts so = {.decide = dfn, .decide_ctx = dctx, .decide_threadsafe = 1, .audit = audit, .n_workers = 4};
-    pl_supervisor *s;
-    if (pl_supervisor_start(sb, &so, &s, &err) < 0) {
-        pl_sandbox_free(sb);
-        return -1;
-    }
-    int rc = pl_supervisor_wait(s);
-    pl_supervisor_get_stats(s, &last_stats);
-    pl_supervisor_free(s);
-    pl_sandbox_free(sb);
-    return rc;
-}
-
 static void write_file(const char *path, const char *text, mode_t mode) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd >= 0) {
@@ -777,7 +711,7 @@ static int real_programs(void) {
     wpath(out, "session.out");
     snprintf(cmd, sizeof cmd, "bash %s > %s 2>&1", script, out);
     char *av[] = {"/bin/sh", "-c", cmd, NULL};
-    int rc = run_argv(av, test_decide, NULL);
+    int rc = run_sandboxed(NULL, NULL, av, test_decide, NULL);
     deny_port[0] = 0;
     if (rc != 0) fails++;
     snprintf(cmd, sizeof cmd, "cat %s >&2", out);
@@ -1029,40 +963,15 @@ int main(void) {
     pl_classifier_stop(cl);
 
     /* supervisor crash mid-decision: the agent is killed, nothing runs after */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    int pp[2];
-    CHECK(pipe(pp) == 0, "pipe");
-    pid_t mid = fork();
-    if (mid == 0) {
-        close(pp[0]);
-        pl_sandbox_opts o = {.workspace = ws, .child_fn = agent_pending};
-        pl_sandbox *sb;
-        if (pl_sandbox_spawn(&o, NULL, &sb, &err) < 0) _exit(1);
-        pl_supervisor_opts so = {.decide = pending_decide, .decide_threadsafe = 1, .audit = audit, .n_workers = 2};
-        pl_supervisor *s;
-        if (pl_supervisor_start(sb, &so, &s, &err) < 0) _exit(1);
-        dprintf(pp[1], "%d %s\n", (int)sb->pid, sb->cgroup);
-        for (;;) pause();
-    }
-    close(pp[1]);
-    char line[PATH_MAX + 32] = "", cg[PATH_MAX] = "";
-    int agent_pid = 0;
-    FILE *pf = fdopen(pp[0], "r");
-    if (pf && fgets(line, sizeof line, pf)) sscanf(line, "%d %4095s", &agent_pid, cg);
-    if (pf) fclose(pf);
+    char cg[PATH_MAX];
+    int agent_pid;
+    const pid_t mid = start_doomed_supervisor(agent_pending, pending_decide, &agent_pid, cg);
     for (int i = 0; i < 300 && !exists("alive"); i++) usleep(10000);
     usleep(200000); /* the PENDING decision is under way */
-    kill(mid, SIGKILL);
-    waitpid(mid, NULL, 0);
-    int st2 = 0;
-    pid_t w = -1;
-    for (int i = 0; i < 300 && w != agent_pid; i++) {
-        w = waitpid(agent_pid, &st2, WNOHANG);
-        if (w != agent_pid) usleep(10000);
-    }
+    const int st2 = mid > 0 && agent_pid > 0 ? kill_supervisor(mid, agent_pid) : -1;
     while (waitpid(-1, NULL, WNOHANG) > 0) {
     } /* the orphaned watchdog */
-    CHECK(w == agent_pid && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL, "supervisor crash: agent status 0x%x", st2);
+    CHECK(st2 != -1 && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL, "supervisor crash: agent status 0x%x", st2);
     CHECK(exists("alive") && fsize("after.log") == 0 && !exists("PENDING_x"),
           "supervisor crash: the agent ran on (after.log %lld)", (long long)fsize("after.log"));
     if (cg[0]) rmdir(cg);

@@ -32,11 +32,7 @@
 #include "sandbox.h"
 #include "supervisor.h"
 #include "testlib.h"
-
-static char ws[64];         /* workspace */
-static char audit_path[96]; /* audit log on tmpfs */
-static pl_audit *audit;
-static char deny_port[32]; /* ":PORT" denied by the test decider */
+#include "agent_harness.h"
 
 /* Substring decider standing in for the model. */
 static int test_decide(void *ctx, const char *cls, const char *text, size_t len, pl_verdict *v) {
@@ -57,49 +53,6 @@ static int test_decide(void *ctx, const char *cls, const char *text, size_t len,
     }
     return 0;
 }
-
-static pl_supervisor_stats last_stats;
-
-/* Runs fn in the sandbox under a supervisor; returns the agent's exit code
- * (128+signal when killed). */
-static int run_agent_with(int (*fn)(void *), void *arg, pl_decide_fn dfn, void *dctx) {
-    char errbuf[512] = "";
-    pl_err err = {errbuf, sizeof errbuf};
-    pl_sandbox_opts o = {.workspace = ws, .child_fn = fn, .child_arg = arg};
-    pl_sandbox *sb;
-    if (pl_sandbox_spawn(&o, NULL, &sb, &err) < 0) {
-        fprintf(stderr, "spawn: %s\n", errbuf);
-        return -1;
-    }
-    pl_supervisor_opts so = {.decide = dfn, .decide_ctx = dctx, .decide_threadsafe = 1, .audit = audit, .n_workers = 4};
-    pl_supervisor *s;
-    if (pl_supervisor_start(sb, &so, &s, &err) < 0) {
-        fprintf(stderr, "supervisor: %s\n", errbuf);
-        pl_sandbox_free(sb);
-        return -1;
-    }
-    int rc = pl_supervisor_wait(s);
-    pl_supervisor_get_stats(s, &last_stats);
-    pl_supervisor_free(s);
-    pl_sandbox_free(sb);
-    return rc;
-}
-static int run_agent(int (*fn)(void *), void *arg) { return run_agent_with(fn, arg, test_decide, NULL); }
-
-static void wpath(char *out, const char *name) { snprintf(out, 256, "%s/%s", ws, name); }
-static int exists(const char *name) {
-    char p[256];
-    wpath(p, name);
-    return access(p, F_OK) == 0;
-}
-
-#define ACHECK(cond)                                                                                                   \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            dprintf(2, "agent FAIL line %d: %s (errno %d %s)\n", __LINE__, #cond, errno, strerror(errno));             \
-            fails++;                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 /* ---- agents ---------------------------------------------------------------- */
 
@@ -560,41 +513,14 @@ int main(void) {
     pl_classifier_stop(cl);
 
     /* 8. supervisor death: the agent is killed (PDEATHSIG) */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    int pp[2];
-    CHECK(pipe(pp) == 0, "pipe");
-    pid_t mid = fork();
-    if (mid == 0) {
-        close(pp[0]);
-        pl_sandbox_opts o = {.workspace = ws, .child_fn = agent_wait_forever};
-        pl_sandbox *sb;
-        if (pl_sandbox_spawn(&o, NULL, &sb, &err) < 0) _exit(1);
-        pl_supervisor_opts so = {.decide = test_decide, .decide_threadsafe = 1, .audit = audit, .n_workers = 2};
-        pl_supervisor *s;
-        if (pl_supervisor_start(sb, &so, &s, &err) < 0) _exit(1);
-        dprintf(pp[1], "%d %s\n", (int)sb->pid, sb->cgroup);
-        for (;;) pause();
-    }
-    close(pp[1]);
-    char line[PATH_MAX + 32] = "";
-    FILE *pf = fdopen(pp[0], "r");
-    int agent_pid = 0;
-    char cg[PATH_MAX] = "";
-    if (pf && fgets(line, sizeof line, pf)) sscanf(line, "%d %4095s", &agent_pid, cg);
-    if (pf) fclose(pf);
+    char cg[PATH_MAX];
+    int agent_pid;
+    const pid_t mid = start_doomed_supervisor(agent_wait_forever, test_decide, &agent_pid, cg);
     for (int i = 0; i < 200 && !exists("alive"); i++) usleep(10000);
-    CHECK(agent_pid > 0 && exists("alive"), "death-test agent did not start");
-    kill(mid, SIGKILL);
-    waitpid(mid, NULL, 0);
-    int st2 = 0;
-    pid_t w = -1;
-    for (int i = 0; i < 300 && w != agent_pid; i++) {
-        w = waitpid(agent_pid, &st2, WNOHANG);
-        if (w != agent_pid) usleep(10000);
-    }
-    CHECK(w == agent_pid &&
-              ((WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL) || (WIFEXITED(st2) && WEXITSTATUS(st2) == 38)),
-          "agent survived its supervisor (w=%d status=0x%x)", (int)w, st2);
+    CHECK(mid > 0 && agent_pid > 0 && exists("alive"), "death-test agent did not start");
+    const int st2 = mid > 0 && agent_pid > 0 ? kill_supervisor(mid, agent_pid) : -1;
+    CHECK(st2 != -1 && ((WIFSIGNALED(st2) && WTERMSIG(st2) == SIGKILL) || (WIFEXITED(st2) && WEXITSTATUS(st2) == 38)),
+          "agent survived its supervisor (status=0x%x)", st2);
     if (cg[0]) rmdir(cg);
 
     /* 9. overhead: 10 000 write-opens with and without the supervisor */
