@@ -521,13 +521,17 @@ static size_t r16_block_bytes(uint32_t type) {
     case GGML_Q4_0: return 16 * sizeof(pl_block_q4_0);
     case GGML_Q5_0: return 16 * sizeof(pl_block_q5_0);
     case GGML_Q4_K: return 16 * sizeof(pl_block_q4_k) / 8; /* entries per super-block: 8 blocks */
+    case GGML_Q5_K: return 16 * sizeof(pl_block_q5_k) / 8;
     case GGML_Q6_K: return 16 * sizeof(pl_block_q6_k) / 8;
     default: return 0;
     }
 }
 
+/* K-quants: one r16 entry per super-block (8 blocks). */
+static bool r16_super(uint32_t type) { return type == GGML_Q4_K || type == GGML_Q5_K || type == GGML_Q6_K; }
+
 bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
-    const int64_t blk = type == GGML_Q4_K || type == GGML_Q6_K ? PL_QK_K : PL_QK;
+    const int64_t blk = r16_super(type) ? PL_QK_K : PL_QK;
     return r16_block_bytes(type) != 0 && n_in > 0 && n_in % blk == 0 && n_rows > 0 && n_rows % 16 == 0;
 }
 
@@ -535,7 +539,7 @@ bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
  * dmin[16] at 32, scale byte k of row r at 64 + 16k + r, then per pair of
  * sub-blocks i < 4 at 256 + 512i, vector s < 8 at +64s: byte 4r+c =
  * qs[r][32i + 4s + c] (low nibble: sub-block 2i, high: 2i+1). */
-static void r16_pack_q4_k(const uint8_t *W, size_t rs, int64_t nsb, int64_t g, int64_t sb, uint8_t *o) {
+static void r16_pack_q4_k(const uint8_t *W, size_t rs, int64_t g, int64_t sb, uint8_t *o) {
     for (int r = 0; r < 16; r++) {
         const pl_block_q4_k *x = (const pl_block_q4_k *)(const void *)(W + (size_t)(g * 16 + r) * rs) + sb;
         memcpy(o + 2 * r, &x->d, 2);
@@ -544,7 +548,27 @@ static void r16_pack_q4_k(const uint8_t *W, size_t rs, int64_t nsb, int64_t g, i
         for (int i = 0; i < 4; i++)
             for (int v = 0; v < 32; v++) o[256 + 512 * i + (v / 4) * 64 + 4 * r + v % 4] = x->qs[32 * i + v];
     }
-    (void)nsb;
+}
+
+/* Q5_K entry, 2816 bytes: the Q4_K entry of its d, dmin, scales and low
+ * nibbles, then per sub-block j < 8, vector s < 8 a uint64 (little endian)
+ * at 2304 + 64j + 8s: bit 4r+c = the fifth bit of value 4s+c of sub-block j
+ * of row r (bit j of qh[r][4s+c]). */
+static void r16_pack_q5_k(const uint8_t *W, size_t rs, int64_t g, int64_t sb, uint8_t *o) {
+    memset(o + 2304, 0, 512);
+    for (int r = 0; r < 16; r++) {
+        const pl_block_q5_k *x = (const pl_block_q5_k *)(const void *)(W + (size_t)(g * 16 + r) * rs) + sb;
+        memcpy(o + 2 * r, &x->d, 2);
+        memcpy(o + 32 + 2 * r, &x->dmin, 2);
+        for (int k = 0; k < PL_K_SCALE_SIZE; k++) o[64 + 16 * k + r] = x->scales[k];
+        for (int i = 0; i < 4; i++)
+            for (int v = 0; v < 32; v++) o[256 + 512 * i + (v / 4) * 64 + 4 * r + v % 4] = x->qs[32 * i + v];
+        for (int j = 0; j < 8; j++)
+            for (int v = 0; v < 32; v++) {
+                const int bit = 4 * r + v % 4;
+                if ((x->qh[v] >> j) & 1) o[2304 + 64 * j + 8 * (v / 4) + bit / 8] |= (uint8_t)(1u << (bit % 8));
+            }
+    }
 }
 
 /* Q6_K entry of (group g, super-block sb), 3360 bytes: f16 d[16] at 0, scale
@@ -575,12 +599,14 @@ static int64_t r16_entry(int64_t nb, int64_t b) {
 void pl_r16_pack(uint32_t type, const void *W, int64_t n_in, int64_t n_rows, uint8_t *out) {
     const int64_t nb = n_in / PL_QK;
     const size_t rs = pl_row_size(type, n_in), bb = r16_block_bytes(type);
-    if (type == GGML_Q4_K || type == GGML_Q6_K) { /* super-block entries in order */
+    if (r16_super(type)) { /* super-block entries in order */
         for (int64_t g = 0; g < n_rows / 16; g++)
             for (int64_t sb = 0; sb < nb / 8; sb++) {
                 uint8_t *o = out + ((size_t)g * (size_t)nb + (size_t)sb * 8) * bb;
                 if (type == GGML_Q4_K)
-                    r16_pack_q4_k(W, rs, nb / 8, g, sb, o);
+                    r16_pack_q4_k(W, rs, g, sb, o);
+                else if (type == GGML_Q5_K)
+                    r16_pack_q5_k(W, rs, g, sb, o);
                 else
                     r16_pack_q6_k(W, rs, g, sb, o);
             }
@@ -630,14 +656,13 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
             const uint8_t *a = xq + t * stride;
             float acc[16] = {0};
             for (int64_t b = 0; b < nb; b++) {
-                const bool super = type == GGML_Q4_K || type == GGML_Q6_K;
-                const uint8_t *o = super ? P + ((size_t)g * (size_t)nb + (size_t)(b / 8) * 8) * bb
-                                         : P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
+                const uint8_t *o = r16_super(type) ? P + ((size_t)g * (size_t)nb + (size_t)(b / 8) * 8) * bb
+                                                   : P + ((size_t)g * (size_t)nb + (size_t)r16_entry(nb, b)) * bb;
                 uint16_t dh;
                 memcpy(&dh, o + 2 * lane, 2);
                 float dw = pl_fp16_to_f32(dh), mw = 0.0f;
                 int32_t w[32];
-                if (type == GGML_Q4_K) {
+                if (type == GGML_Q4_K || type == GGML_Q5_K) {
                     const int j = (int)(b % 8);
                     uint8_t sc8[PL_K_SCALE_SIZE], sc, m;
                     for (int k = 0; k < PL_K_SCALE_SIZE; k++) sc8[k] = o[64 + 16 * k + lane];
@@ -653,10 +678,12 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
                         const uint8_t qhb = o[2336 + 512 * h + (i / 4) * 64 + 4 * lane + i % 4];
                         const int q = (kk < 2 ? qlb & 0xF : qlb >> 4) | ((qhb >> (2 * kk)) & 3) << 4;
                         w[i] = (q - 32) * (int8_t)o[32 + 16 * (8 * h + i / 16 + 2 * kk) + lane];
-                    } else if (type == GGML_Q4_K) {
-                        const int j = (int)(b % 8);
+                    } else if (type == GGML_Q4_K || type == GGML_Q5_K) {
+                        const int j = (int)(b % 8), bit = 4 * lane + i % 4;
                         const uint8_t q = o[256 + 512 * (j / 2) + (i / 4) * 64 + 4 * lane + i % 4];
                         w[i] = j % 2 ? q >> 4 : q & 0xF;
+                        if (type == GGML_Q5_K)
+                            w[i] |= ((o[2304 + 64 * j + 8 * (i / 4) + bit / 8] >> (bit % 8)) & 1) << 4;
                     } else if (type == GGML_Q8_0) {
                         w[i] = o[32 + (i / 4) * 64 + 4 * lane + i % 4] - 128;
                     } else {
@@ -679,7 +706,7 @@ static void matmul_r16_scalar(const uint8_t *P, uint32_t type, int64_t n, int64_
                 memcpy(&dx, N + 32, 4);
                 memcpy(&ax, N + 36, 4);
                 acc[l] = fmaf((float)S, dw * dx, acc[l]);
-                if (type == GGML_Q4_K) acc[l] = fmaf(mw, ax, acc[l]);
+                if (type == GGML_Q4_K || type == GGML_Q5_K) acc[l] = fmaf(mw, ax, acc[l]);
             }
             for (int h = 8; h >= 1; h /= 2)
                 for (int l = 0; l < h; l++) acc[l] += acc[l + h];

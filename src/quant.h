@@ -154,7 +154,7 @@ void pl_matmul_rows_q8(const struct pl_kernels *k, const void *W, uint32_t type,
                        const uint8_t *xq, int64_t n_tok, float *y, int64_t y_stride, uint8_t *scratch);
 
 /* ---- fast mode: row-interleaved weights ("r16") -----------------------------
- * A Q8_0, Q4_0, Q5_0, Q4_K or Q6_K matrix whose rows come in whole groups of 16 can be
+ * A Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K matrix whose rows come in whole groups of 16 can be
  * repacked once (pl_model_prepare_fast) so that one 64-byte vector holds four
  * codes of each of 16 rows: the integer kernel keeps rows in SIMD lanes, reads
  * the weights as they lie (no per-call repack, no padding of rows shorter
@@ -168,11 +168,13 @@ void pl_matmul_rows_q8(const struct pl_kernels *k, const void *W, uint32_t type,
  *                     value 4p+k, its high nibble value 16+4p+k);
  *   Q5_0 (352 bytes): as Q4_0, then uint64 hm[8]: bit 4r+k of hm[s] is bit
  *                     4s+k of qh[r] (the fifth bit of value 4s+k).
- * Q4_K and Q6_K keep one entry per super-block (8 blocks), super-blocks in
+ * The K-quants keep one entry per super-block (8 blocks), super-blocks in
  * order: Q4_K 2304 bytes (f16 d[16], dmin[16], scale byte k of row r at
  * 64 + 16k + r, the qs of sub-block pair i as 8 vectors at 256 + 512i);
+ * Q5_K 2816 bytes (the Q4_K entry, then uint64 hm at 2304 + 64j + 8s: bit
+ * 4r+c is the fifth bit of value 4s+c of sub-block j of row r);
  * Q6_K 3360 bytes (f16 d[16], scale k of row r at 32 + 16k + r, ql in four
- * 512-byte regions at 288, qh in two at 2336; see r16_pack_q4_k / _q6_k).
+ * 512-byte regions at 288, qh in two at 2336; see r16_pack_q4_k / _q5_k / _q6_k).
  * The activations the r16 kernels read are the natural-order part of q8a. */
 bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows);
 /* Packs n_rows rows of n_in values (pl_r16_supported) into out, which holds

@@ -28,12 +28,17 @@
 #define R16_T 6       /* tokens per register tile */
 
 /* Unsigned codes of dword vector s of a (group, block) entry. KIND 0 Q8_0,
- * 1 Q4_0, 2 Q5_0, 3 Q4_K (e the super-block entry, j the sub-block). */
+ * 1 Q4_0, 2 Q5_0, 3 Q4_K, 4 Q6_K, 5 Q5_K (K-quants: e the super-block
+ * entry, j the sub-block). */
 static inline __attribute__((always_inline)) __m512i r16_codes(const int KIND, const uint8_t *e, int s, int j) {
     if (KIND == 0) return _mm512_loadu_si512(e + 32 + 64 * s);
-    if (KIND == 3) {
+    if (KIND == 3 || KIND == 5) {
         const __m512i v = _mm512_loadu_si512(e + 256 + 512 * (j / 2) + 64 * s), m = _mm512_set1_epi8(0xF);
-        return j % 2 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m) : _mm512_and_si512(v, m);
+        const __m512i u = j % 2 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m) : _mm512_and_si512(v, m);
+        if (KIND == 3) return u;
+        uint64_t hm; /* Q5_K: the fifth bits of these 64 codes */
+        memcpy(&hm, e + 2304 + 64 * j + 8 * s, 8);
+        return _mm512_mask_add_epi8(u, _cvtu64_mask64(hm), u, _mm512_set1_epi8(16));
     }
     if (KIND == 4) { /* Q6_K: 6-bit q = nibble | two high bits << 4 */
         const int h = j / 4, k = j % 4;
@@ -84,7 +89,7 @@ static inline __attribute__((always_inline)) void r16_block(const int KIND, cons
             const __m512i ia = _mm512_set1_epi32(nh), ib = _mm512_set1_epi32(nr);
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = ia, SB[g][t] = ib;
         } else {
-            __m512i init = KIND == 3 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
+            __m512i init = KIND == 3 || KIND == 5 ? _mm512_setzero_si512() : _mm512_set1_epi32(o);
             if (KIND == 1 || KIND == 2) init = _mm512_srai_epi32(init, sh);
             _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) S[g][t] = init;
         }
@@ -109,7 +114,7 @@ static inline __attribute__((always_inline)) void r16_block(const int KIND, cons
     __m512 DW[R16_G], MW[R16_G];
     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
         DW[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)e[g]));
-        if (KIND == 3) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
+        if (KIND == 3 || KIND == 5) { /* dw = d * sc_j, mw = -(dmin * m_j), 16 rows at once (pl_k_scale_min) */
             const uint8_t *k = e[g] + 64;
             const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(0xF), m48 = _mm_set1_epi8(0x30);
             __m128i sc, mn;
@@ -136,7 +141,7 @@ static inline __attribute__((always_inline)) void r16_block(const int KIND, cons
         const __m512 vdx = _mm512_set1_ps(dx), vax = _mm512_set1_ps(ax);
         _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
             A[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[g][t]), _mm512_mul_ps(DW[g], vdx), A[g][t]);
-            if (KIND == 3) A[g][t] = _mm512_fmadd_ps(MW[g], vax, A[g][t]);
+            if (KIND == 3 || KIND == 5) A[g][t] = _mm512_fmadd_ps(MW[g], vax, A[g][t]);
         }
     }
 }
@@ -222,7 +227,9 @@ R16_DN(1)
 R16_DN(2)
 R16_DN(3)
 R16_DN(4)
-static const r16_dec_fn k_r16_dec_nat[5] = {r16_dec_nat_0, r16_dec_nat_1, r16_dec_nat_2, r16_dec_nat_3, r16_dec_nat_4};
+R16_DN(5)
+static const r16_dec_fn k_r16_dec_nat[6] = {r16_dec_nat_0, r16_dec_nat_1, r16_dec_nat_2,
+                                            r16_dec_nat_3, r16_dec_nat_4, r16_dec_nat_5};
 
 typedef void (*r16_tile_fn)(const uint8_t *P, int64_t nb, size_t bb, const uint8_t *x, int64_t xst, float *y,
                             int64_t ys);
@@ -238,24 +245,30 @@ R16_KIND(1)
 R16_KIND(2)
 R16_KIND(3)
 R16_KIND(4)
+R16_KIND(5)
 #define R16_E(K, G)                                                                                                    \
     {                                                                                                                  \
         r16_tile_##K##_##G##_1, r16_tile_##K##_##G##_2, r16_tile_##K##_##G##_3, r16_tile_##K##_##G##_4,                \
             r16_tile_##K##_##G##_5, r16_tile_##K##_##G##_6                                                             \
     }
 _Static_assert(R16_G == 2 && R16_T == 6, "r16 tile table matches R16_G x R16_T");
-static const r16_tile_fn k_r16_tiles[5][R16_G][R16_T] = {
+static const r16_tile_fn k_r16_tiles[6][R16_G][R16_T] = {
     {R16_E(0, 1), R16_E(0, 2)}, {R16_E(1, 1), R16_E(1, 2)}, {R16_E(2, 1), R16_E(2, 2)},
-    {R16_E(3, 1), R16_E(3, 2)}, {R16_E(4, 1), R16_E(4, 2)},
+    {R16_E(3, 1), R16_E(3, 2)}, {R16_E(4, 1), R16_E(4, 2)}, {R16_E(5, 1), R16_E(5, 2)},
 };
 
 /* Per tile of R16_G row groups: every token tile in turn (the groups' weights
  * stay in L1/L2), while the next tile's weights are prefetched. */
 void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0, int64_t r1, const uint8_t *xq,
                           int64_t nt, float *y, int64_t ys) {
-    const int kind = type == GGML_Q8_0 ? 0 : type == GGML_Q4_0 ? 1 : type == GGML_Q5_0 ? 2 : type == GGML_Q4_K ? 3 : 4;
+    const int kind = type == GGML_Q8_0   ? 0
+                     : type == GGML_Q4_0 ? 1
+                     : type == GGML_Q5_0 ? 2
+                     : type == GGML_Q4_K ? 3
+                     : type == GGML_Q6_K ? 4
+                                         : 5;
     const int64_t nb = n / PL_QK, st = pl_q8a_stride(n), nat = pl_q8a_groups_bytes(n);
-    static const size_t k_bb[5] = {544, 288, 352, 288, 420}; /* bytes per (group, block); K-quants per 8 blocks */
+    static const size_t k_bb[6] = {544, 288, 352, 288, 420, 352}; /* bytes per (group, block); K-quants: per 8 */
     const size_t bb = k_bb[kind], gb = (size_t)nb * bb;
     if (nt > R16_CHUNK) { /* long batches in chunks of tokens: their activations stay in L2 */
         for (int64_t t0 = 0; t0 < nt; t0 += R16_CHUNK)

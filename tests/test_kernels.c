@@ -924,12 +924,14 @@ static void test_r16(void) {
     const pl_kernels *ref = pl_kernels_for("scalar"), *simd = pl_kernels_for("avx512");
     static const int64_t lens[] = {32, 160, 256, 512, 576, 896, 1536, 4096 + 96, 4096 + 256};
     static const int64_t ntoks[] = {1, 2, 5, 6, 7, 13, 45};
-    static const uint32_t types[] = {GGML_Q8_0, GGML_Q4_0, GGML_Q5_0, GGML_Q4_K, GGML_Q6_K};
+    static const uint32_t types[] = {GGML_Q8_0, GGML_Q4_0, GGML_Q5_0, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
     const int64_t R = 80, NT = 45;
     CHECK(pl_r16_supported(GGML_Q8_0, 576, 192) && !pl_r16_supported(GGML_Q8_0, 576, 200) &&
               !pl_r16_supported(GGML_Q8_0, 48, 16) && pl_r16_supported(GGML_Q4_K, 512, 16) &&
               !pl_r16_supported(GGML_Q4_K, 576, 16) && pl_r16_supported(GGML_Q6_K, 512, 16) &&
-              !pl_r16_supported(GGML_F16, 512, 16) && !pl_r16_supported(GGML_Q8_0, 0, 16),
+              pl_r16_supported(GGML_Q5_K, 512, 16) && !pl_r16_supported(GGML_Q5_K, 576, 16) &&
+              !pl_r16_supported(GGML_Q5_1, 512, 16) && !pl_r16_supported(GGML_F16, 512, 16) &&
+              !pl_r16_supported(GGML_Q8_0, 0, 16),
           "pl_r16_supported");
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int64_t n = lens[li], st = pl_q8a_stride(n);
