@@ -539,14 +539,17 @@ bool pl_r16_supported(uint32_t type, int64_t n_in, int64_t n_rows) {
  * dmin[16] at 32, scale byte k of row r at 64 + 16k + r, then per pair of
  * sub-blocks i < 4 at 256 + 512i, vector s < 8 at +64s: byte 4r+c =
  * qs[r][32i + 4s + c] (low nibble: sub-block 2i, high: 2i+1). */
+static void r16_pack_k4(uint8_t *o, int r, uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t *qs) {
+    memcpy(o + 2 * r, &d, 2);
+    memcpy(o + 32 + 2 * r, &dmin, 2);
+    for (int k = 0; k < PL_K_SCALE_SIZE; k++) o[64 + 16 * k + r] = scales[k];
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < 32; v++) o[256 + 512 * i + (v / 4) * 64 + 4 * r + v % 4] = qs[32 * i + v];
+}
 static void r16_pack_q4_k(const uint8_t *W, size_t rs, int64_t g, int64_t sb, uint8_t *o) {
     for (int r = 0; r < 16; r++) {
         const pl_block_q4_k *x = (const pl_block_q4_k *)(const void *)(W + (size_t)(g * 16 + r) * rs) + sb;
-        memcpy(o + 2 * r, &x->d, 2);
-        memcpy(o + 32 + 2 * r, &x->dmin, 2);
-        for (int k = 0; k < PL_K_SCALE_SIZE; k++) o[64 + 16 * k + r] = x->scales[k];
-        for (int i = 0; i < 4; i++)
-            for (int v = 0; v < 32; v++) o[256 + 512 * i + (v / 4) * 64 + 4 * r + v % 4] = x->qs[32 * i + v];
+        r16_pack_k4(o, r, x->d, x->dmin, x->scales, x->qs);
     }
 }
 
@@ -558,11 +561,7 @@ static void r16_pack_q5_k(const uint8_t *W, size_t rs, int64_t g, int64_t sb, ui
     memset(o + 2304, 0, 512);
     for (int r = 0; r < 16; r++) {
         const pl_block_q5_k *x = (const pl_block_q5_k *)(const void *)(W + (size_t)(g * 16 + r) * rs) + sb;
-        memcpy(o + 2 * r, &x->d, 2);
-        memcpy(o + 32 + 2 * r, &x->dmin, 2);
-        for (int k = 0; k < PL_K_SCALE_SIZE; k++) o[64 + 16 * k + r] = x->scales[k];
-        for (int i = 0; i < 4; i++)
-            for (int v = 0; v < 32; v++) o[256 + 512 * i + (v / 4) * 64 + 4 * r + v % 4] = x->qs[32 * i + v];
+        r16_pack_k4(o, r, x->d, x->dmin, x->scales, x->qs);
         for (int j = 0; j < 8; j++)
             for (int v = 0; v < 32; v++) {
                 const int bit = 4 * r + v % 4;
