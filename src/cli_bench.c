@@ -111,6 +111,44 @@ static double weight_bytes_per_token(const pl_model *m) {
     return b;
 }
 
+/* The workload: {"system_prompt": string, "question": string, "actions":
+ * [{"action": string}, ...] (at least one)}; other keys are ignored. Prints
+ * what is wrong (file, key, index) and returns 0 when it is not that. */
+static int workload_check(json_object *wl, const char *path, const char **system, const char **question,
+                          json_object **acts) {
+    json_object *v;
+    if (!wl) {
+        fprintf(stderr, "probelogits: cannot read the workload %s (missing, unreadable or not JSON)\n", path);
+        return 0;
+    }
+    if (!json_object_is_type(wl, json_type_object) || !json_object_object_get_ex(wl, "system_prompt", &v) ||
+        !json_object_is_type(v, json_type_string)) {
+        fprintf(stderr, "probelogits: workload %s: \"system_prompt\" must be a string\n", path);
+        return 0;
+    }
+    *system = json_object_get_string(v);
+    if (!json_object_object_get_ex(wl, "question", &v) || !json_object_is_type(v, json_type_string)) {
+        fprintf(stderr, "probelogits: workload %s: \"question\" must be a string\n", path);
+        return 0;
+    }
+    *question = json_object_get_string(v);
+    if (!json_object_object_get_ex(wl, "actions", acts) || !json_object_is_type(*acts, json_type_array) ||
+        json_object_array_length(*acts) == 0) {
+        fprintf(stderr, "probelogits: workload %s: \"actions\" must be a non-empty array\n", path);
+        return 0;
+    }
+    for (size_t i = 0; i < json_object_array_length(*acts); i++) {
+        json_object *a = json_object_array_get_idx(*acts, i);
+        if (!json_object_is_type(a, json_type_object) || !json_object_object_get_ex(a, "action", &v) ||
+            !json_object_is_type(v, json_type_string)) {
+            fprintf(stderr, "probelogits: workload %s: actions[%zu] must be an object with an \"action\" string\n",
+                    path, i);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 typedef struct bench_opts {
     const char *model, *workload, *tmpl;
     int threads, json;
@@ -170,13 +208,9 @@ int cli_bench(int argc, char **argv) {
     size_t *lens = NULL;
     pl_probe_result *res = NULL, *res2 = NULL;
     int32_t *ids = NULL;
-    json_object *wl = json_object_from_file(o.workload), *v, *acts;
-    if (!wl || !json_object_object_get_ex(wl, "actions", &acts) || !json_object_is_type(acts, json_type_array)) {
-        fprintf(stderr, "probelogits: cannot read the workload %s\n", o.workload);
-        goto out;
-    }
-    const char *system = json_object_object_get_ex(wl, "system_prompt", &v) ? json_object_get_string(v) : NULL;
-    const char *question = json_object_object_get_ex(wl, "question", &v) ? json_object_get_string(v) : NULL;
+    json_object *wl = json_object_from_file(o.workload), *acts;
+    const char *system, *question;
+    if (!workload_check(wl, o.workload, &system, &question, &acts)) goto out;
     size_t n = json_object_array_length(acts);
     if (o.n_probes > 0 && (size_t)o.n_probes < n) n = (size_t)o.n_probes;
     actions = calloc(n, sizeof *actions);
@@ -185,14 +219,15 @@ int cli_bench(int argc, char **argv) {
     res = calloc(n, sizeof *res);
     res2 = calloc(n, sizeof *res2);
     ids = calloc(8192, sizeof *ids);
-    if (!actions || !lens || !lat || !res || !res2 || !ids || !system || !question) {
-        fprintf(stderr, "probelogits: bad workload or out of memory\n");
+    if (!actions || !lens || !lat || !res || !res2 || !ids) {
+        fprintf(stderr, "probelogits: out of memory for %zu actions\n", n);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        json_object *a = json_object_array_get_idx(acts, i), *t;
-        actions[i] = json_object_object_get_ex(a, "action", &t) ? json_object_get_string(t) : "";
-        lens[i] = strlen(actions[i]);
+        json_object *t;
+        json_object_object_get_ex(json_object_array_get_idx(acts, i), "action", &t);
+        actions[i] = json_object_get_string(t);
+        lens[i] = (size_t)json_object_get_string_len(t);
     }
     if (!o.json) fprintf(stderr, "loading %s\n", o.model);
     if (pl_model_open(o.model, 0, &m, err, sizeof err) || pl_session_create(m, 2048, o.threads, &s, err, sizeof err) ||
@@ -233,7 +268,10 @@ int cli_bench(int argc, char **argv) {
     const size_t n_verify = n < 8 ? n : 8;
     int verified = rc == PL_OK;
     for (size_t i = 0; i < n_verify && verified; i++) {
-        verified = pl_probe_classify(p, 0, actions[i], lens[i], &res[i]) == PL_OK;
+        if (pl_probe_classify(p, 0, actions[i], lens[i], &res[i]) != PL_OK) { /* e.g. an action too long */
+            fprintf(stderr, "probelogits: action %zu: %s\n", i, pl_probe_errmsg(p));
+            goto out;
+        }
         char *full = pl_probe_render(p, 0, actions[i]);
         size_t nf = 0;
         verified = verified && full &&

@@ -214,6 +214,33 @@ static void test_bench(void) {
     CHECK(run(BIN " bench -m " FIX "/models/tiny-qwen2-q8_0.gguf --workload /nonexistent.json --json") != 0 &&
               stderr_has("nonexistent.json"),
           "bench: a missing workload is a clear error");
+    static const struct {
+        const char *json, *says;
+    } bad[] = {
+        {"{\"system_prompt\":\"s\",\"question\":\"q\",\"actions\":[]}", "non-empty array"},
+        {"{\"system_prompt\":\"s\",\"question\":\"q\",\"actions\":[{\"action\":\"ls\"},{\"action\":5}]}", "actions[1]"},
+        {"{\"question\":\"q\",\"actions\":[{\"action\":\"ls\"}]}", "system_prompt"},
+        {"{\"system_prompt\":\"s\",\"question\":[],\"actions\":[{\"action\":\"ls\"}]}", "question"},
+        {"[1, 2]", "system_prompt"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f = fopen("/tmp/pl_test_wl.json", "w");
+        if (f) fputs(bad[i].json, f), fclose(f);
+        CHECK(run(BIN " bench -m " FIX "/models/tiny-qwen2-q8_0.gguf --workload /tmp/pl_test_wl.json --json") == 1 &&
+                  stderr_has(bad[i].says),
+              "bench: bad workload %zu names %s", i, bad[i].says);
+    }
+    FILE *f = fopen("/tmp/pl_test_wl.json", "w"); /* an action longer than the context */
+    if (f) {
+        fputs("{\"system_prompt\":\"s\",\"question\":\"q\",\"actions\":[{\"action\":\"", f);
+        for (int i = 0; i < 4000; i++) fputs("rm -rf / ", f);
+        fputs("\"}]}", f);
+        fclose(f);
+    }
+    CHECK(run(BIN " bench -m " FIX "/models/tiny-qwen2-q8_0.gguf --workload /tmp/pl_test_wl.json --json") == 1 &&
+              stderr_has("does not fit"),
+          "bench: an action longer than the context is a clear error");
+    unlink("/tmp/pl_test_wl.json");
 }
 
 int main(void) {
