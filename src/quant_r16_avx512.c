@@ -291,16 +291,17 @@ void pl_matmul_r16_avx512(const uint8_t *P, uint32_t type, int64_t n, int64_t r0
     for (int64_t g = r0 / 16; g < r1 / 16; g += R16_G) {
         const int G = (int)(r1 / 16 - g < R16_G ? r1 / 16 - g : R16_G);
         const uint8_t *pg = P + (size_t)g * gb;
-        if (g + G < r1 / 16) {
-            const int64_t ng = r1 / 16 - g - G < R16_G ? r1 / 16 - g - G : R16_G;
-            const uint8_t *nx = pg + (size_t)G * gb;
-            for (size_t o = 0; o < (size_t)ng * gb; o += 64) _mm_prefetch((const char *)(nx + o), _MM_HINT_T1);
-        }
+        /* the next tile's weights, prefetched a share before each token tile */
+        const int64_t ng = g + G < r1 / 16 ? (r1 / 16 - g - G < R16_G ? r1 / 16 - g - G : R16_G) : 0;
+        const uint8_t *nx = pg + (size_t)G * gb;
         /* token tiles as even as the cap allows (43 = 6+6+6+5+5+5+5+5, not 7 x 6 + 1) */
         const int64_t tmax = kind == 4 ? 4 : R16_T; /* Q6_K holds two accumulators per (rows, token) */
         const int64_t n_tiles = (nt + tmax - 1) / tmax, base = nt / n_tiles, extra = nt % n_tiles;
+        const size_t pf_all = (size_t)ng * gb, pf_share = (pf_all / (size_t)n_tiles + 63) / 64 * 64;
         for (int64_t i = 0, t = 0; i < n_tiles; i++) {
             const int64_t tn = base + (i < extra);
+            for (size_t o = (size_t)i * pf_share; o < pf_all && o < (size_t)(i + 1) * pf_share; o += 64)
+                _mm_prefetch((const char *)(nx + o), _MM_HINT_T1);
             k_r16_tiles[kind][G - 1][tn - 1](pg, nb, bb, xq + t * st + nat, st, y + t * ys + 16 * g, ys);
             t += tn;
         }
