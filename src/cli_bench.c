@@ -52,11 +52,12 @@ static void progress(const char *what, size_t i, size_t n, int quiet) {
 }
 
 /* Read bandwidth of this machine: n_threads threads each read their share
- * of 512 MiB (16 times the L3 of this machine class) with the kernels'
- * stream_sum, which prefetches like the decode matmuls; 10 passes. *best
- * gets the fastest pass; the result is the mean over all passes (bytes over
- * time), the sustained rate that a generation run over many tokens can
- * reach (bursts on a shared machine make single passes up to ~25 % faster). */
+ * of a 512 MiB buffer (16 times the L3 of this machine class) with the
+ * kernels' stream_sum, which prefetches like the decode matmuls. The bench
+ * runs these passes between blocks of generated tokens, so both see the
+ * same state of a shared machine whose bandwidth moves by tens of percent
+ * within seconds. */
+#define BW_BYTES ((size_t)512 << 20)
 typedef struct bw_arg {
     const uint8_t *p;
     size_t n;
@@ -67,36 +68,23 @@ static void *bw_thread(void *v) {
     a->sum = pl_kernels_get()->stream_sum(a->p, a->n);
     return NULL;
 }
-static double machine_bandwidth(int n_threads, double *best) {
-    const size_t bytes = (size_t)512 << 20;
-    *best = NAN;
-    uint8_t *buf = aligned_alloc(4096, bytes);
-    if (!buf) return NAN;
-    for (size_t i = 0; i < bytes; i += 8) memcpy(buf + i, &i, 8); /* touch every page (no zero-page reads) */
+/* One pass over buf (BW_BYTES, every page touched): GB/s, or NAN when a
+ * thread cannot start. */
+static double bw_pass(const uint8_t *buf, int n_threads) {
     if (n_threads > 8) n_threads = 8;
-    const size_t share = bytes / (size_t)n_threads / 64 * 64;
-    double total_s = 0, top = 0;
-    int ok = 1;
-    for (int rep = 0; rep < 10 && ok; rep++) {
-        pthread_t th[8];
-        bw_arg args[8];
-        int started = 0;
-        const double t0 = pl_now();
-        for (int t = 0; t < n_threads; t++) {
-            args[t] = (bw_arg){buf + share * (size_t)t, share, 0};
-            if (pthread_create(&th[t], NULL, bw_thread, &args[t]) != 0) break;
-            started++;
-        }
-        for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-        const double dt = pl_now() - t0;
-        ok = started == n_threads;
-        total_s += dt;
-        top = fmax(top, (double)share * n_threads / dt / 1e9);
+    const size_t share = BW_BYTES / (size_t)n_threads / 64 * 64;
+    pthread_t th[8];
+    bw_arg args[8];
+    int started = 0;
+    const double t0 = pl_now();
+    for (int t = 0; t < n_threads; t++) {
+        args[t] = (bw_arg){buf + share * (size_t)t, share, 0};
+        if (pthread_create(&th[t], NULL, bw_thread, &args[t]) != 0) break;
+        started++;
     }
-    free(buf);
-    if (!ok) return NAN;
-    *best = top;
-    return (double)share * n_threads * 10 / total_s / 1e9;
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    const double dt = pl_now() - t0;
+    return started == n_threads ? (double)share * n_threads / dt / 1e9 : NAN;
 }
 
 /* Bytes of weights one decode token reads: every layer matrix, the norms,
@@ -208,6 +196,7 @@ int cli_bench(int argc, char **argv) {
     size_t *lens = NULL;
     pl_probe_result *res = NULL, *res2 = NULL;
     int32_t *ids = NULL;
+    uint8_t *bw_buf = NULL; /* the read test's buffer */
     json_object *wl = json_object_from_file(o.workload), *acts;
     const char *system, *question;
     if (!workload_check(wl, o.workload, &system, &question, &acts)) goto out;
@@ -376,33 +365,45 @@ int cli_bench(int argc, char **argv) {
     }
     pl_probe_free(q);
 
-    /* 7. generation, then at once the machine's read bandwidth, so the two
-     * share the (shared, noisy) machine's state */
-    const int n_gen = 64;
-    pl_session_truncate(ref, 0);
-    pl_session_eval(ref, ids, 16, PL_EVAL_LAST);
-    t0 = pl_now();
-    for (int i = 0; i < n_gen; i++) {
-        const float *row = pl_session_logits(ref, 0);
-        int32_t best = pl_argmax(row, n_vocab);
-        if (best < 0) best = 0; /* all NaN (random weights can overflow): any token keeps the timing honest */
-        pl_session_eval(ref, &best, 1, PL_EVAL_LAST);
-        progress("generation", (size_t)i + 1, (size_t)n_gen, o.json);
-    }
-    const double tg_s = (pl_now() - t0) / n_gen;
-    const double bytes = weight_bytes_per_token(m);
-
-    /* peak RSS before the bandwidth test's 512 MiB buffer; the expected
-     * budget is the model file plus the KV caches of the 3 sessions here */
+    /* peak RSS before the read test's buffer; the expected budget is the
+     * model file plus the KV caches of the 3 sessions here */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double rss_mb = (double)ru.ru_maxrss / 1024.0;
     const double model_mb = (double)gguf_file_size(m->gguf) / 1048576.0;
     const double kv_mb =
         3.0 * 2.0 * (double)m->hp.n_layer * 2048.0 * (double)m->hp.n_head_kv * m->hp.head_dim * 4.0 / 1048576.0;
-    if (!o.json) fprintf(stderr, "measuring machine read bandwidth\n");
-    double machine_bw_best;
-    const double machine_bw = machine_bandwidth(o.threads, &machine_bw_best);
+
+    /* 7. generation, with a pass of the machine's read test after every 8
+     * tokens (timed apart): the weights' GB/s in generation next to the
+     * machine's over the same seconds (mean of the passes, and the fastest) */
+    bw_buf = aligned_alloc(4096, BW_BYTES);
+    if (!bw_buf) {
+        fprintf(stderr, "probelogits: out of memory for the read test's %zu MiB\n", BW_BYTES >> 20);
+        goto out;
+    }
+    for (size_t i = 0; i < BW_BYTES; i += 8) memcpy(bw_buf + i, &i, 8); /* every page touched: no zero-page reads */
+    const int n_gen = 64, gen_block = 8;
+    double tg_total = 0, bw_inv_sum = 0, machine_bw_best = 0;
+    pl_session_truncate(ref, 0);
+    pl_session_eval(ref, ids, 16, PL_EVAL_LAST);
+    for (int i = 0; i < n_gen; i++) {
+        t0 = pl_now();
+        const float *row = pl_session_logits(ref, 0);
+        int32_t best = pl_argmax(row, n_vocab);
+        if (best < 0) best = 0; /* all NaN (random weights can overflow): any token keeps the timing honest */
+        pl_session_eval(ref, &best, 1, PL_EVAL_LAST);
+        tg_total += pl_now() - t0;
+        if ((i + 1) % gen_block == 0) {
+            const double g = bw_pass(bw_buf, o.threads);
+            bw_inv_sum += 1.0 / g;                      /* equal bytes per pass: the harmonic mean is bytes over time */
+            machine_bw_best = fmax(machine_bw_best, g); /* NaN-safe: fmax ignores a NaN pass */
+        }
+        progress("generation and read test", (size_t)i + 1, (size_t)n_gen, o.json);
+    }
+    const double machine_bw = (n_gen / gen_block) / bw_inv_sum; /* NaN when a pass failed */
+    const double tg_s = tg_total / n_gen;
+    const double bytes = weight_bytes_per_token(m);
     const double bw = bytes / tg_s / 1e9;
 
     if (o.json) {
@@ -450,7 +451,7 @@ int cli_bench(int argc, char **argv) {
         printf("generation       %.1f tok/s  (%.1f MB of weights per token)\n", 1.0 / tg_s, bytes / 1e6);
         printf(
             "bandwidth        %.1f GB/s achieved in generation = %.0f %% of the machine's read bandwidth, %.1f GB/s\n"
-            "                 (mean of 10 passes right after; fastest pass %.1f GB/s)\n",
+            "                 (mean of 8 passes between blocks of generated tokens; fastest pass %.1f GB/s)\n",
             bw, 100.0 * bw / machine_bw, machine_bw, machine_bw_best);
         printf("restore          %.4f ms on the probe path (same session); %.3f ms copied into another session\n",
                restore_fast_ms, restore_ms);
@@ -461,6 +462,7 @@ int cli_bench(int argc, char **argv) {
     }
     status = 0;
 out:
+    free(bw_buf);
     json_object_put(wl);
     free(actions);
     free(lens);
