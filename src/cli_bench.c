@@ -99,6 +99,10 @@ static double weight_bytes_per_token(const pl_model *m) {
     return b;
 }
 
+/* A JSON number, or null for a figure that could not be measured (NaN):
+ * JSON has no NaN. */
+static json_object *json_num(double x) { return isfinite(x) ? json_object_new_double(x) : NULL; }
+
 /* The workload: {"system_prompt": string, "question": string, "actions":
  * [{"action": string}, ...] (at least one)}; other keys are ignored. Prints
  * what is wrong (file, key, index) and returns 0 when it is not that. */
@@ -415,27 +419,27 @@ int cli_bench(int argc, char **argv) {
         json_object_object_add(j, "template", json_object_new_string(tmpl));
         json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "prefix_tokens", json_object_new_int(n_prefix));
-        json_object_object_add(j, "suffix_tokens_mean", json_object_new_double(suffix_tokens / (double)n));
+        json_object_object_add(j, "suffix_tokens_mean", json_num(suffix_tokens / (double)n));
         json_object_object_add(j, "n_probes", json_object_new_int((int)n));
-        json_object_object_add(j, "prefix_ms", json_object_new_double(prefix_ms));
-        json_object_object_add(pj, "mean", json_object_new_double(mean));
-        json_object_object_add(pj, "p50", json_object_new_double(p50));
-        json_object_object_add(pj, "p95", json_object_new_double(p95));
+        json_object_object_add(j, "prefix_ms", json_num(prefix_ms));
+        json_object_object_add(pj, "mean", json_num(mean));
+        json_object_object_add(pj, "p50", json_num(p50));
+        json_object_object_add(pj, "p95", json_num(p95));
         json_object_object_add(j, "probe_ms", pj);
-        json_object_object_add(j, "probe_batch8_ms", json_object_new_double(batch_ms));
-        json_object_object_add(j, "pp64_tps", json_object_new_double(pp_tps[0]));
-        json_object_object_add(j, "pp512_tps", json_object_new_double(pp_tps[1]));
-        json_object_object_add(j, "tg_tps", json_object_new_double(1.0 / tg_s));
-        json_object_object_add(j, "restore_ms", json_object_new_double(restore_fast_ms));
-        json_object_object_add(j, "restore_copy_ms", json_object_new_double(restore_ms));
-        json_object_object_add(j, "snapshot_load_ms", json_object_new_double(snap_load_ms));
-        json_object_object_add(j, "snapshot_first_probe_ms", json_object_new_double(first_probe_ms));
-        json_object_object_add(j, "model_mb", json_object_new_double(model_mb));
-        json_object_object_add(j, "kv_mb", json_object_new_double(kv_mb));
-        json_object_object_add(j, "bandwidth_gbps", json_object_new_double(bw));
-        json_object_object_add(j, "machine_bandwidth_gbps", json_object_new_double(machine_bw));
-        json_object_object_add(j, "machine_bandwidth_best_gbps", json_object_new_double(machine_bw_best));
-        json_object_object_add(j, "peak_rss_mb", json_object_new_double(rss_mb));
+        json_object_object_add(j, "probe_batch8_ms", json_num(batch_ms));
+        json_object_object_add(j, "pp64_tps", json_num(pp_tps[0]));
+        json_object_object_add(j, "pp512_tps", json_num(pp_tps[1]));
+        json_object_object_add(j, "tg_tps", json_num(1.0 / tg_s));
+        json_object_object_add(j, "restore_ms", json_num(restore_fast_ms));
+        json_object_object_add(j, "restore_copy_ms", json_num(restore_ms));
+        json_object_object_add(j, "snapshot_load_ms", json_num(snap_load_ms));
+        json_object_object_add(j, "snapshot_first_probe_ms", json_num(first_probe_ms));
+        json_object_object_add(j, "model_mb", json_num(model_mb));
+        json_object_object_add(j, "kv_mb", json_num(kv_mb));
+        json_object_object_add(j, "bandwidth_gbps", json_num(bw));
+        json_object_object_add(j, "machine_bandwidth_gbps", json_num(machine_bw));
+        json_object_object_add(j, "machine_bandwidth_best_gbps", json_num(machine_bw_best));
+        json_object_object_add(j, "peak_rss_mb", json_num(rss_mb));
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
     } else {
